@@ -1,0 +1,87 @@
+"""``advcorrupt train``: the argparse glue around :func:`advcorrupt.engine.fit`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["add_parser", "config_from_args", "run"]
+
+
+def _csv(kind: type) -> object:
+    def parse(text: str) -> tuple[object, ...]:
+        try:
+            return tuple(kind(p.strip()) for p in text.split(",") if p.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}; got {text!r}") from None
+
+    return parse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "train",
+        help="train an ISTD model with adversarial corruptions (BALISTD)",
+        description="Train an ISTD detector with the bi-level adversarial corruption framework. Without "
+        "--data-root it trains on built-in synthetic infrared scenes. Run under torchrun for several GPUs/processes.",
+    )
+    p.add_argument("--model", default="sfim_dnanet", help="model name (advcorrupt.models.list_models())")
+    p.add_argument("--data-root", default=None, help="ISTD-layout folder (images/, masks/, img_idx/); default: synthetic")
+    p.add_argument("--dataset-name", default=None, help="split name in img_idx/train_<NAME>.txt (inferred if unique)")
+    p.add_argument("--strategy", default="learned", help="learned | random | none | <corruption> | noise | blur | digital")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=5e-4, help="detector Adam learning rate")
+    p.add_argument("--policy-lr", type=float, default=1e-4, help="policy SGD learning rate")
+    p.add_argument("--lam", type=float, default=1.0, help="weight of the corrupted loss (Eq. 1)")
+    p.add_argument("--corruptions", type=_csv(str), default=None, help="comma-separated names (default: all)")
+    p.add_argument("--severities", type=_csv(int), default=(1, 2, 3), help="comma-separated levels, e.g. 1,2,3")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
+    p.add_argument("--out-dir", default="runs/default", help="checkpoints and logs go here")
+    p.add_argument("--keep-last", type=int, default=3, help="checkpoints kept")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: per epoch)")
+    p.add_argument("--max-consecutive-skips", type=int, default=10, help="stop after N non-finite steps in a row")
+    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--log-format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--synthetic-train", type=int, default=256, help="synthetic training images")
+    p.add_argument("--synthetic-test", type=int, default=64, help="synthetic test images")
+    p.add_argument("--synthetic-size", type=int, default=128, help="synthetic image side")
+    p.add_argument("--model-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"deep_supervision": false}\'')
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> object:
+    from .engine import TrainConfig
+
+    return TrainConfig(
+        model=args.model, model_kwargs=args.model_kwargs, strategy=args.strategy, data_root=args.data_root,
+        dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
+        synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
+        lam=args.lam, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+        device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,
+        checkpoint_every=args.checkpoint_every, max_consecutive_skips=args.max_consecutive_skips,
+        eval_every=args.eval_every, num_workers=args.num_workers, amp=args.amp, log_format=args.log_format,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine import fit
+
+    try:
+        summary = fit(config_from_args(args), resume=args.resume, progress=not args.no_progress)  # type: ignore[arg-type]
+    except (ValueError, KeyError, FileNotFoundError) as e:  # configuration errors, before training
+        print(f"advcorrupt train: error: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+    return 0

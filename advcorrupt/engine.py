@@ -1,0 +1,630 @@
+"""The training loop behind ``advcorrupt train`` and ``examples/istd_dnanet.py``.
+
+:func:`fit` trains an ISTD model with :class:`~advcorrupt.AdversarialCorruptionTrainer` (BALISTD,
+Alg. 1) on an ISTD-layout dataset or the built-in :class:`~advcorrupt.data.SyntheticIRSTD`, with:
+
+- checkpoints that hold everything needed to continue (model, optimizer, LR scheduler, the
+  trainer's policy/baseline/step counts, the trainer's generator, every RNG state, the position in
+  the epoch and the config), written atomically, the last ``keep_last`` kept; ``resume=True``
+  continues from the newest one;
+- determinism: the epoch's sample order comes from ``(seed, epoch)``, each item's augmentation from
+  ``(seed, epoch, index)``, so a resumed run replays the uninterrupted one exactly on CPU;
+- a metrics log (JSONL or CSV, one row per epoch, with validation IoU/nIoU/Pd/Fa), per-step losses
+  (``steps.jsonl``), and the policy's action distribution per epoch (``policy_actions.json`` and a
+  plot ``policy_actions.png``);
+- ``torchrun``: a ``DistributedSampler`` split, detector in ``DistributedDataParallel``, training
+  statistics reduced across ranks, only rank 0 writes files and shows progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+__all__ = ["TrainConfig", "fit", "load_model", "build_datasets"]
+
+_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Config fields a resumed run must share with the checkpoint (others, e.g. epochs, may change).
+_RESUME_KEYS = (
+    "model", "model_kwargs", "strategy", "corruptions", "severities", "lam", "batch_size",
+    "patch_size", "seed", "data_root", "dataset_name", "synthetic_train", "synthetic_size",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint).
+
+    Attributes:
+        model: a name from :func:`advcorrupt.models.list_models`.
+        model_kwargs: extra arguments of the model factory.
+        strategy: ``"learned"``, ``"random"``, ``"none"``, a corruption name or a category.
+        data_root: ISTD-layout dataset folder; ``None`` uses :class:`SyntheticIRSTD`.
+        dataset_name: split-file name (``img_idx/train_<name>.txt``); inferred when ``None``.
+        synthetic_train, synthetic_test, synthetic_size: the synthetic default's sizes.
+        epochs: number of epochs.
+        steps_per_epoch: cap on optimizer steps per epoch (``None``: one pass over the data).
+        batch_size: clean images per step (the forward pass sees twice as many).
+        patch_size: training crop side for real data.
+        lr: detector Adam learning rate (paper: 5e-4), cosine-annealed to ``lr * 0.01``.
+        policy_lr: policy SGD learning rate (paper: 1e-4).
+        lam: weight of the corrupted loss (Eq. 1).
+        corruptions, severities: the action space (``None``: all registered corruptions).
+        seed: seeds initialisation, data order, augmentation and the adversary.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+        out_dir: where checkpoints and logs go.
+        keep_last: checkpoints kept.
+        checkpoint_every: also checkpoint every N steps inside an epoch (0: only at epoch ends).
+        max_consecutive_skips: stop after this many consecutive non-finite steps.
+        eval_every: validate every N epochs (and always after the last).
+        num_workers: DataLoader workers.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler).
+        log_format: ``"jsonl"`` or ``"csv"``.
+        reinforce_kwargs: extra arguments of :class:`~advcorrupt.Reinforce`.
+    """
+
+    model: str = "sfim_dnanet"
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    strategy: str = "learned"
+    data_root: str | None = None
+    dataset_name: str | None = None
+    synthetic_train: int = 256
+    synthetic_test: int = 64
+    synthetic_size: int = 128
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 16
+    patch_size: int = 256
+    lr: float = 5e-4
+    policy_lr: float = 1e-4
+    lam: float = 1.0
+    corruptions: tuple[str, ...] | None = None
+    severities: tuple[int, ...] = (1, 2, 3)
+    seed: int = 0
+    device: str | None = None
+    out_dir: str = "runs/default"
+    keep_last: int = 3
+    checkpoint_every: int = 0
+    max_consecutive_skips: int = 10
+    eval_every: int = 1
+    num_workers: int = 0
+    amp: str = "none"
+    log_format: str = "jsonl"
+    reinforce_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "patch_size", "keep_last", "eval_every", "synthetic_train",
+                    "synthetic_test", "synthetic_size", "max_consecutive_skips")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+        for name in ("checkpoint_every", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0; got {value!r}")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+            raise ValueError(f"steps_per_epoch must be None or an int >= 1; got {self.steps_per_epoch!r}")
+        for name in ("lr", "policy_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}")
+        if self.amp not in _AMP:
+            raise ValueError(f"amp must be one of {list(_AMP)}; got {self.amp!r}")
+        if self.log_format not in ("jsonl", "csv"):
+            raise ValueError(f"log_format must be 'jsonl' or 'csv'; got {self.log_format!r}")
+        # Normalise containers so configs compare equal after a JSON round trip.
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        object.__setattr__(self, "reinforce_kwargs", dict(self.reinforce_kwargs))
+        object.__setattr__(self, "severities", tuple(int(s) for s in self.severities))
+        if self.corruptions is not None:
+            if isinstance(self.corruptions, str):
+                raise TypeError(f"corruptions must be a sequence of names or None; got the str {self.corruptions!r}")
+            object.__setattr__(self, "corruptions", tuple(self.corruptions))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-container form (JSON- and checkpoint-safe)."""
+        out = asdict(self)
+        out["severities"] = list(self.severities)
+        out["corruptions"] = None if self.corruptions is None else list(self.corruptions)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        kw = dict(data)
+        if kw.get("severities") is not None:
+            kw["severities"] = tuple(kw["severities"])
+        if kw.get("corruptions") is not None:
+            kw["corruptions"] = tuple(kw["corruptions"])
+        return cls(**kw)
+
+
+# ---------------------------------------------------------------------------------------- data
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (SplitMix64 finaliser over a running combination)."""
+    z = 0x243F6A8885A308D3
+    for v in values:
+        z = (z ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        z ^= z >> 31
+    return z & 0x7FFFFFFFFFFFFFFF
+
+
+class _SeededItems(Dataset[tuple[Tensor, Tensor]]):
+    """Each item's randomness seeded from ``(seed, epoch, index)``: order- and worker-independent."""
+
+    def __init__(self, dataset: Dataset[Any], seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_mix(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+
+def build_datasets(config: TrainConfig) -> tuple[Dataset[Any], Dataset[Any], nn.Module]:
+    """Train set (training views), test set (native size) and the normalising ``preprocess``.
+
+    Raises:
+        FileNotFoundError: ``data_root`` lacks the ISTD layout (names what is missing).
+    """
+    from .data import ISTDDataset, Normalize, SyntheticIRSTD
+
+    if config.data_root is None:
+        train = SyntheticIRSTD(config.synthetic_train, size=config.synthetic_size, seed=config.seed)
+        test = SyntheticIRSTD(config.synthetic_test, size=config.synthetic_size, seed=config.seed + 1_000_003)
+        mean, std = _synthetic_stats(train)
+    else:
+        root = Path(config.data_root)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"data_root {root} does not exist; pass the folder holding images/, masks/ and img_idx/ "
+                f"(e.g. ../shared/data/NUAA-SIRST), or leave it out to train on synthetic scenes"
+            )
+        train = ISTDDataset(root, "train", name=config.dataset_name, transform="train", patch_size=config.patch_size, cache=True)
+        test = ISTDDataset(root, "test", name=config.dataset_name, transform="test", cache=True)
+        mean, std = train.mean, train.std
+    return train, test, Normalize(mean, std)
+
+
+def _synthetic_stats(dataset: Dataset[Any], n: int = 16) -> tuple[float, float]:
+    images = torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))])  # type: ignore[arg-type]
+    return float(images.mean()), float(images.std())
+
+
+# ---------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_hint: str | None) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and (device_hint is None or device_hint.startswith("cuda"))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _pick_device(config: TrainConfig, d: _Dist) -> torch.device:
+    if config.device is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        name = config.device
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for, but CUDA is not available here; use --device cpu")
+        if d.world > 1:
+            device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+# ---------------------------------------------------------------------------------------- model
+def load_model(checkpoint: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Rebuild the model of a checkpoint written by :func:`fit` (safe loading).
+
+    Returns:
+        ``(model in eval mode on device, its TrainConfig, the checkpoint dict)``.
+    """
+    from .models import create_model
+
+    state = load_checkpoint(checkpoint)
+    if "config" not in state or "model" not in state:
+        raise CheckpointError(f"{checkpoint} is not a training checkpoint of advcorrupt (no 'config'/'model')")
+    config = TrainConfig.from_dict(state["config"])
+    model = create_model(config.model, in_channels=1, **config.model_kwargs)
+    _check_model_state(model, state["model"], checkpoint)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config, state
+
+
+def _check_model_state(model: nn.Module, saved: Mapping[str, Tensor], source: object) -> None:
+    """Raise CheckpointError (changing nothing) unless ``saved`` fits ``model`` key for key."""
+    mine = model.state_dict()
+    missing = sorted(set(mine) - set(saved))
+    extra = sorted(set(saved) - set(mine))
+    shapes = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in mine.items()
+        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if missing or extra or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
+        if extra:
+            parts.append(f"{len(extra)} unexpected key(s), e.g. {extra[:3]}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:2]}")
+        raise CheckpointError(
+            f"{source} holds weights of another model ({type(model).__name__} expected): " + "; ".join(parts)
+        )
+
+
+# ----------------------------------------------------------------------------------------- fit
+class _Log:
+    """Rank-0 epoch log (JSONL or CSV) and per-step losses, rewritten consistently on resume."""
+
+    def __init__(self, out: Path, fmt: str, *, keep_before_epoch: int | None) -> None:
+        self.path = out / ("metrics.jsonl" if fmt == "jsonl" else "metrics.csv")
+        self.steps_path = out / "steps.jsonl"
+        self.fmt = fmt
+        self.rows: list[dict[str, Any]] = []
+        if keep_before_epoch is not None:
+            self.rows = [r for r in self._read(self.path) if int(r["epoch"]) < keep_before_epoch]
+        else:
+            for p in (self.path, self.steps_path):
+                p.unlink(missing_ok=True)
+        self._write()
+
+    def _read(self, path: Path) -> list[dict[str, Any]]:
+        if not path.is_file():
+            return []
+        if self.fmt == "jsonl":
+            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        with path.open(newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        if self.fmt == "jsonl":
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        else:
+            keys: list[str] = []
+            for r in self.rows:
+                keys += [k for k in r if k not in keys]
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self._write()
+
+    def truncate_steps(self, global_step: int) -> None:
+        """Drop per-step rows at or after ``global_step`` (work lost to a crash is redone)."""
+        if self.steps_path.is_file():
+            rows = [json.loads(x) for x in self.steps_path.read_text().splitlines() if x.strip()]
+            tmp = self.steps_path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] < global_step))
+            os.replace(tmp, self.steps_path)
+
+    def add_steps(self, rows: list[dict[str, Any]]) -> None:
+        with self.steps_path.open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+            f.flush()
+
+
+def _batches(sampler: DistributedSampler[Any], batch_size: int, limit: int | None) -> list[list[int]]:
+    order = list(sampler)
+    out = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    return out[:limit] if limit is not None else out
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _progress(iterable: Sequence[Any], *, enabled: bool, desc: str) -> Iterator[Any]:
+    if not enabled:
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train per ``config``; return a summary (final validation metrics, paths, counts).
+
+    Everything that can be wrong with the configuration (unknown model or strategy, severities
+    outside the level tables, a data root without the ISTD layout, an incompatible checkpoint)
+    raises before the first training step.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        resume: continue from the newest checkpoint in ``config.out_dir`` (a fresh start when
+            there is none).
+        progress: show progress bars (rank 0 only).
+
+    Returns:
+        ``{"out_dir", "epochs", "steps", "skipped", "val": {...}, "checkpoint"}``.
+    """
+    from .benchmark import evaluate
+    from .models import create_model
+    from .policy import ActionSpace
+    from .trainer import AdversarialCorruptionTrainer
+
+    d = _init_distributed(config.device)
+    device = _pick_device(config, d)
+    out = Path(config.out_dir)
+
+    # ---- build everything first: configuration errors surface before any training
+    action_space = ActionSpace(config.corruptions, severities=config.severities)
+    train_ds, test_ds, preprocess = build_datasets(config)
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, in_channels=1, **config.model_kwargs).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    steps_per_epoch = len(_batches(sampler, config.batch_size, config.steps_per_epoch))
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} x {d.world} process(es) exceeds the {len(train_ds)} training "  # type: ignore[arg-type]
+            f"images: no full batch; lower batch_size"
+        )
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=config.lr * 0.01)
+    amp_dtype = _AMP[config.amp]
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    generator = torch.Generator(device=device).manual_seed(_mix(config.seed, 7, d.rank))
+    ddp_model: nn.Module = model
+    if d.world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    trainer = AdversarialCorruptionTrainer(
+        ddp_model, optimizer, action_space=action_space, strategy=config.strategy, lam=config.lam,
+        policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
+        scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
+    )
+
+    start_epoch, start_batch, global_step = 0, 0, 0
+    history: list[list[float]] = []
+    partial: dict[str, Any] = {}
+    ckpts = list_checkpoints(out) if resume else []
+    if ckpts:
+        state = load_checkpoint(ckpts[-1])
+        saved = TrainConfig.from_dict(state["config"]).to_dict()
+        now = config.to_dict()
+        diff = {k: (saved[k], now[k]) for k in _RESUME_KEYS if saved[k] != now[k]}
+        if diff:
+            raise CheckpointError(
+                f"cannot resume from {ckpts[-1]}: the run was started with a different configuration "
+                + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
+                + "; use the original settings or a new --out-dir"
+            )
+        _check_model_state(model, state["model"], ckpts[-1])
+        if state["trainer"]["action_space"] != action_space.state_dict():
+            raise CheckpointError(
+                f"{ckpts[-1]} was trained with action space {state['trainer']['action_space']}; "
+                f"this run's is {action_space.state_dict()}"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        trainer.load_state_dict(state["trainer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generators"][d.rank] if d.rank < len(state["generators"]) else generator.get_state())
+        restore_rng_state(state["rng"])
+        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["global_step"]
+        history = [list(h) for h in state.get("policy_history", [])]
+        partial = dict(state.get("partial_epoch", {}))
+    elif resume and d.main:
+        warnings.warn(f"--resume: no checkpoint in {out}; starting from scratch", stacklevel=2)
+
+    log: _Log | None = None
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        log = _Log(out, config.log_format, keep_before_epoch=start_epoch if ckpts else None)
+        if ckpts:
+            log.truncate_steps(global_step)
+
+    def checkpoint(epoch: int, batch: int, partial: dict[str, Any]) -> Path | None:
+        gens = [generator.get_state()]
+        if d.world > 1:
+            gathered: list[Any] = [None] * d.world
+            dist.all_gather_object(gathered, generator.get_state())
+            gens = gathered
+        if not d.main:
+            return None
+        state = {
+            "config": config.to_dict(),
+            "model": _unwrap(ddp_model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "trainer": trainer.state_dict(),
+            "generators": gens,
+            "rng": capture_rng_state(),
+            "epoch": epoch,
+            "batch": batch,
+            "global_step": global_step,
+            "policy_history": history,
+            "partial_epoch": partial,
+            "time": time.time(),
+        }
+        return save_checkpoint(state, out / f"ckpt_{global_step:08d}.pt", keep_last=config.keep_last)
+
+    val: dict[str, float] = {}
+    last_ckpt: Path | None = ckpts[-1] if ckpts else None
+    labels = action_space.labels()
+    for epoch in range(start_epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        first = start_batch if epoch == start_epoch else 0
+        batches = _batches(sampler, config.batch_size, config.steps_per_epoch)[first:]
+        loader = DataLoader(
+            _SeededItems(train_ds, config.seed, epoch), batch_sampler=batches, num_workers=config.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        trainer.model.train()
+        # Running sums of this epoch (restored when resuming inside it).
+        counts = torch.tensor(partial.get("counts", [0.0] * action_space.size), device=device)
+        sums = {k: torch.tensor(v, device=device) for k, v in partial.get("sums", {}).items()}
+        partial = {}
+        step_buf: list[Tensor] = []
+        t0 = time.perf_counter()
+        bar = _progress(loader, enabled=progress and d.main, desc=f"epoch {epoch + 1}/{config.epochs}")
+        for i, (images, masks) in enumerate(bar):
+            images = images.to(device, non_blocking=True)
+            masks = masks.to(device, non_blocking=True)
+            stats = trainer.step(images, masks)
+            scheduler.step()
+            global_step += 1
+            actions = trainer.last_actions
+            if actions is not None and actions.numel():
+                counts += torch.bincount(actions, minlength=action_space.size).to(counts.dtype)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, torch.zeros((), device=device)) + v.float()
+            step_buf.append(torch.stack([stats["loss"], stats["loss_clean"], stats["loss_corrupted"], stats["skipped"]]).float())
+            if trainer.consecutive_skips >= config.max_consecutive_skips:
+                raise RuntimeError(
+                    f"training stopped at step {global_step}: {trainer.consecutive_skips} consecutive steps had a "
+                    f"non-finite loss or gradient (the weights were left untouched). Lower --lr, use --amp none "
+                    f"or check the data; the last good checkpoint is {last_ckpt}"
+                )
+            done = first + i + 1
+            if config.checkpoint_every and global_step % config.checkpoint_every == 0 and done < steps_per_epoch:
+                if log is not None:
+                    log.add_steps(_step_rows(step_buf, epoch, global_step))
+                step_buf = []
+                snapshot = {"counts": counts.tolist(), "sums": {k: float(v) for k, v in sums.items()}}
+                last_ckpt = checkpoint(epoch, done, snapshot) or last_ckpt
+        # ---- end of epoch: reduce statistics, validate, log, then checkpoint
+        keys = sorted(sums)
+        packed = torch.stack([sums[k] for k in keys] + [counts.sum()]) if keys else counts.sum().view(1)
+        if d.world > 1:
+            dist.all_reduce(packed)
+            dist.all_reduce(counts)
+        n = max(float(steps_per_epoch * d.world), 1.0)
+        means = {k: float(v) / n for k, v in zip(keys, packed[:-1])}
+        dist_row = (counts / counts.sum().clamp_min(1)).tolist()
+        history.append(dist_row)
+        row: dict[str, Any] = {
+            "epoch": epoch, "step": global_step, "lr": scheduler.get_last_lr()[0],
+            "time_s": round(time.perf_counter() - t0, 3), **{f"train_{k}": v for k, v in means.items()},
+            "skipped_total": trainer.num_skipped,
+        }
+        if d.main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            val = evaluate(_unwrap(ddp_model), test_ds, preprocess=preprocess.to(device), device=device)
+            row.update({f"val_{k}": v for k, v in val.items()})
+        if log is not None:
+            log.add_steps(_step_rows(step_buf, epoch, global_step))
+            row["actions"] = {lab: round(p, 5) for lab, p in zip(labels, dist_row)}
+            log.add(row)
+            _write_policy_history(out, labels, history)
+            if progress:
+                shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_iou", "val_niou", "val_pd", "val_fa")}
+                print(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+        last_ckpt = checkpoint(epoch + 1, 0, {}) or last_ckpt
+        if d.world > 1:
+            dist.barrier()
+
+    return {
+        "out_dir": str(out),
+        "epochs": config.epochs,
+        "steps": global_step,
+        "skipped": trainer.num_skipped,
+        "val": val,
+        "checkpoint": str(last_ckpt) if last_ckpt else None,
+    }
+
+
+def _step_rows(buf: list[Tensor], epoch: int, end_step: int) -> list[dict[str, Any]]:
+    if not buf:
+        return []
+    values = torch.stack(buf).tolist()  # one sync per epoch / checkpoint, never per step
+    start = end_step - len(values)
+    return [
+        {"step": start + j, "epoch": epoch, "loss": v[0], "loss_clean": v[1], "loss_corrupted": v[2], "skipped": v[3]}
+        for j, v in enumerate(values)
+    ]
+
+
+def _write_policy_history(out: Path, labels: list[str], history: list[list[float]]) -> None:
+    (out / "policy_actions.json").write_text(json.dumps({"actions": labels, "per_epoch": history}, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return
+    if not history:
+        return
+    corruptions = list(dict.fromkeys(lab.split("@")[0] for lab in labels))
+    per_corruption = [[sum(p for lab, p in zip(labels, row) if lab.split("@")[0] == c) for row in history] for c in corruptions]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = list(range(1, len(history) + 1))
+    if len(epochs) > 1:
+        ax.stackplot(epochs, per_corruption, labels=corruptions)
+    else:
+        bottom = 0.0
+        for c, v in zip(corruptions, per_corruption):
+            ax.bar(1, v[0], bottom=bottom, label=c)
+            bottom += v[0]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of sampled actions")
+    ax.set_ylim(0, 1)
+    ax.set_title("Corruptions chosen by the policy")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(out / "policy_actions.png", dpi=100)
+    plt.close(fig)
