@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+from .istd import DATASET_STATS, ISTDDataset, Problem, load_image, load_mask
 from .synthetic import SyntheticIRSTD, generate_scene
+from .transforms import Normalize, TrainView, collate, pad_to_multiple
 
-__all__ = ["SyntheticIRSTD", "generate_scene"]
+__all__ = [
+    "DATASET_STATS",
+    "ISTDDataset",
+    "Normalize",
+    "Problem",
+    "SyntheticIRSTD",
+    "TrainView",
+    "collate",
+    "generate_scene",
+    "load_image",
+    "load_mask",
+    "pad_to_multiple",
+]
