@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "bench",
         help="corruption-robustness report of a checkpoint (IoU/nIoU/Pd/Fa/RCE per corruption x severity)",
         description="Evaluate a checkpoint written by `advcorrupt train` on the clean test set and on every "
-        "corruption x severity (seeded, so every model sees the same corrupted images). Writes report.md, "
-        "report.csv, report.json and heatmap.png. Without --data-root it uses the run's synthetic test set.",
+        "corruption x severity (seeded, so every model sees the same corrupted images). Writes robustness.md, "
+        "robustness.csv, robustness.json and robustness_iou.png. Without --data-root it uses the run's test set "
+        "(synthetic or its ISTD data root), normalised with the statistics the model was trained with.",
     )
     p.add_argument("--checkpoint", required=True, help="a ckpt_*.pt file, or a run folder (its newest checkpoint)")
     p.add_argument("--data-root", default=None, help="ISTD-layout folder; default: the checkpoint's data (or synthetic)")
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .benchmark import evaluate_robustness
     from .checkpoint import CheckpointError, list_checkpoints
-    from .engine import build_datasets, load_model
+    from .engine import build_datasets, check_config, load_model
 
     ckpt = Path(args.checkpoint)
     if ckpt.is_dir():
@@ -47,14 +48,22 @@ def run(args: argparse.Namespace) -> int:
         ckpt = found[-1]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        model, config, _ = load_model(ckpt, device=device)
+        model, config, state = load_model(ckpt, device=device)
         if args.data_root is not None:
             from dataclasses import replace
 
             config = replace(config, data_root=args.data_root, dataset_name=args.dataset_name)
+            check_config(config)
         _, test, preprocess = build_datasets(config)
+        norm = state.get("normalize")
+        if isinstance(norm, dict) and {"mean", "std"} <= set(norm):
+            # The model was trained with these statistics; keep them on another test set too.
+            from .data import Normalize
+
+            preprocess = Normalize(norm["mean"], norm["std"])
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
-        print(f"advcorrupt bench: error: {e}", file=sys.stderr)
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"advcorrupt bench: error: {msg}", file=sys.stderr)
         return 2
     report = evaluate_robustness(
         model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,

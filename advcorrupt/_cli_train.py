@@ -54,12 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--synthetic-test", type=int, default=64, help="synthetic test images")
     p.add_argument("--synthetic-size", type=int, default=128, help="synthetic image side")
     p.add_argument("--model-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"deep_supervision": false}\'')
+    p.add_argument("--policy-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"input_size": 32}\'')
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> object:
+    """The :class:`~advcorrupt.engine.TrainConfig` described by parsed ``train`` arguments."""
     from .engine import TrainConfig
 
     return TrainConfig(
@@ -71,16 +73,31 @@ def config_from_args(args: argparse.Namespace) -> object:
         device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,
         checkpoint_every=args.checkpoint_every, max_consecutive_skips=args.max_consecutive_skips,
         eval_every=args.eval_every, num_workers=args.num_workers, amp=args.amp, log_format=args.log_format,
+        policy_kwargs=args.policy_kwargs,
     )
 
 
+def _message(e: BaseException) -> str:
+    # str(KeyError("x")) is "'x'": show the message itself.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
 def run(args: argparse.Namespace) -> int:
-    from .engine import fit
+    """Run ``advcorrupt train``.
+
+    Returns:
+        0 on success; 2 for a configuration or checkpoint error (raised before any training
+        step); 3 when training stopped after too many consecutive non-finite steps.
+    """
+    from .engine import TrainingStopped, fit
 
     try:
         summary = fit(config_from_args(args), resume=args.resume, progress=not args.no_progress)  # type: ignore[arg-type]
-    except (ValueError, KeyError, FileNotFoundError) as e:  # configuration errors, before training
-        print(f"advcorrupt train: error: {e}", file=sys.stderr)
+    except TrainingStopped as e:
+        print(f"advcorrupt train: stopped: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, KeyError, FileNotFoundError) as e:  # configuration / checkpoint errors, before training
+        print(f"advcorrupt train: error: {_message(e)}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))

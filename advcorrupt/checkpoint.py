@@ -128,16 +128,40 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     data = path.read_bytes()
     if not data:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the file is truncated")
+    if data[:2] != b"PK" and data[:1] != b"\x80":  # neither a torch.save zip nor a pickle
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({len(data)} bytes): it starts with neither a zip "
+            f"header (torch.save) nor a pickle header"
+        )
+    if data[:2] == b"PK":
+        # torch.save writes a zip whose entries carry CRC-32s: verify them all, so flipped or
+        # zeroed bytes inside tensor data are caught, not silently loaded as wrong weights.
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupt ({len(data)} bytes): {type(e).__name__}: {e}"
+            ) from None
+        if bad is not None:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupt: entry {bad!r} fails its CRC-32 check"
+            )
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL [\w.]+", str(e))
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        operand = re.search(r"Unsupported operand \d+", str(e))
+        what = (
+            f"the global {found.group(1)}" if found
+            else f"content the safe unpickler rejects ({operand.group(0)})" if operand
+            else "an object"
+        )
         raise CheckpointError(
-            f"refused to load {path}: it asks to unpickle "
-            f"{found.group(0).replace('GLOBAL ', '') if found else 'an object'}, which is neither a "
-            f"tensor nor a plain container and could run code; advcorrupt loads with "
-            f"weights_only=True and does not allow it"
+            f"refused to load {path}: it asks to unpickle {what}, which is neither a tensor nor a "
+            f"plain container and could run code; advcorrupt loads with weights_only=True and does "
+            f"not allow it (only load checkpoints written by advcorrupt)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(

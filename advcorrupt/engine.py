@@ -43,12 +43,20 @@ from .checkpoint import (
     save_checkpoint,
 )
 
-__all__ = ["TrainConfig", "fit", "load_model", "build_datasets"]
+__all__ = [
+    "TrainConfig",
+    "TrainingStopped",
+    "build_datasets",
+    "check_config",
+    "fit",
+    "load_model",
+    "restore_training_state",
+]
 
 _AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Config fields a resumed run must share with the checkpoint (others, e.g. epochs, may change).
 _RESUME_KEYS = (
-    "model", "model_kwargs", "strategy", "corruptions", "severities", "lam", "batch_size",
+    "model", "model_kwargs", "policy_kwargs", "strategy", "corruptions", "severities", "lam", "batch_size",
     "patch_size", "seed", "data_root", "dataset_name", "synthetic_train", "synthetic_size",
 )
 
@@ -83,6 +91,8 @@ class TrainConfig:
         amp: ``"none"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler).
         log_format: ``"jsonl"`` or ``"csv"``.
         reinforce_kwargs: extra arguments of :class:`~advcorrupt.Reinforce`.
+        policy_kwargs: extra arguments of :class:`~advcorrupt.PolicyNetwork` (``input_size``,
+            ``widths``).
     """
 
     model: str = "sfim_dnanet"
@@ -113,6 +123,7 @@ class TrainConfig:
     amp: str = "none"
     log_format: str = "jsonl"
     reinforce_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "patch_size", "keep_last", "eval_every", "synthetic_train",
@@ -140,6 +151,7 @@ class TrainConfig:
         # Normalise containers so configs compare equal after a JSON round trip.
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "reinforce_kwargs", dict(self.reinforce_kwargs))
+        object.__setattr__(self, "policy_kwargs", dict(self.policy_kwargs))
         object.__setattr__(self, "severities", tuple(int(s) for s in self.severities))
         if self.corruptions is not None:
             if isinstance(self.corruptions, str):
@@ -165,6 +177,83 @@ class TrainConfig:
         if kw.get("corruptions") is not None:
             kw["corruptions"] = tuple(kw["corruptions"])
         return cls(**kw)
+
+
+class TrainingStopped(RuntimeError):
+    """Training gave up: too many consecutive steps had a non-finite loss or gradient."""
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise, naming the fix, if ``config`` cannot train; cheap (builds no model and no dataset).
+
+    Checks the model name, the action space (corruption names, severities within each
+    corruption's level table), the strategy, the device and the data root's ISTD layout.
+
+    Raises:
+        KeyError: unknown model or corruption name (the message lists the valid names).
+        ValueError: severities outside the tables, unknown strategy, unavailable device.
+        FileNotFoundError: ``data_root`` missing or without ``images/``, ``masks/``, ``img_idx/``.
+
+    Example:
+        >>> check_config(TrainConfig(model="acm"))
+        >>> check_config(TrainConfig(model="nope"))
+        Traceback (most recent call last):
+        ...
+        KeyError: "unknown model 'nope'; ..."
+    """
+    from .models import list_models
+    from .policy import ActionSpace
+
+    if config.model not in list_models():
+        raise KeyError(
+            f"unknown model {config.model!r}; choose one of {list_models()} (--model / TrainConfig.model), "
+            f"or register yours with advcorrupt.models.register_model"
+        )
+    try:
+        space = ActionSpace(config.corruptions, severities=config.severities)
+    except KeyError as e:
+        raise KeyError(f"{e.args[0]} (--corruptions / TrainConfig.corruptions)") from None
+    except ValueError as e:
+        raise ValueError(f"{e} (--severities / TrainConfig.severities; levels are listed in docs/)") from None
+    if config.strategy not in ("learned", "random", "none"):
+        try:
+            space.actions_of(config.strategy)
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"unknown strategy {config.strategy!r}; use 'learned', 'random', 'none', a corruption of the "
+                f"action space ({', '.join(space.corruptions)}) or a category with members in it "
+                f"(noise, blur, digital) (--strategy / TrainConfig.strategy)"
+            ) from None
+    if config.device is not None:
+        try:
+            dev = torch.device(config.device)
+        except RuntimeError:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {config.device!r} (--device)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {config.device!r} was asked for, but CUDA is not available here; use --device cpu")
+    if config.data_root is not None:
+        root = Path(config.data_root)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"data_root {root} does not exist; pass the folder holding images/, masks/ and img_idx/ "
+                f"(e.g. ../shared/data/NUAA-SIRST), or leave --data-root out to train on synthetic scenes"
+            )
+        missing = [sub + "/" for sub in ("images", "masks", "img_idx") if not (root / sub).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"data_root {root} lacks the ISTD layout: missing {', '.join(missing)}; expected images/, masks/ "
+                f"and img_idx/train_<NAME>.txt + img_idx/test_<NAME>.txt (point --data-root at such a folder)"
+            )
+        splits = sorted((root / "img_idx").glob("train_*.txt"))
+        if config.dataset_name is not None:
+            want = root / "img_idx" / f"train_{config.dataset_name}.txt"
+            if not want.is_file():
+                raise FileNotFoundError(
+                    f"{want} not found; --dataset-name must be one of "
+                    f"{[f.stem[len('train_'):] for f in splits]}"
+                )
+        elif not splits:
+            raise FileNotFoundError(f"data_root {root} has no img_idx/train_<NAME>.txt split file")
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -273,15 +362,22 @@ def load_model(checkpoint: str | os.PathLike[str], *, device: str | torch.device
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
         raise CheckpointError(f"{checkpoint} is not a training checkpoint of advcorrupt (no 'config'/'model')")
-    config = TrainConfig.from_dict(state["config"])
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{checkpoint} holds an unusable config: {e}") from None
     model = create_model(config.model, in_channels=1, **config.model_kwargs)
-    _check_model_state(model, state["model"], checkpoint)
+    _check_model_state(model, state["model"], checkpoint, saved_name=config.model, expected_name=config.model)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, state
 
 
-def _check_model_state(model: nn.Module, saved: Mapping[str, Tensor], source: object) -> None:
+def _check_model_state(
+    model: nn.Module, saved: object, source: object, *, saved_name: str | None = None, expected_name: str | None = None
+) -> None:
     """Raise CheckpointError (changing nothing) unless ``saved`` fits ``model`` key for key."""
+    if not isinstance(saved, Mapping) or not all(isinstance(v, Tensor) for v in saved.values()):
+        raise CheckpointError(f"{source} has no usable model weights: expected a dict of tensors under 'model'")
     mine = model.state_dict()
     missing = sorted(set(mine) - set(saved))
     extra = sorted(set(saved) - set(mine))
@@ -298,9 +394,155 @@ def _check_model_state(model: nn.Module, saved: Mapping[str, Tensor], source: ob
             parts.append(f"{len(extra)} unexpected key(s), e.g. {extra[:3]}")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:2]}")
+        what = f"{expected_name!r} ({type(model).__name__})" if expected_name else type(model).__name__
+        theirs = f" (the checkpoint says model={saved_name!r})" if saved_name else ""
         raise CheckpointError(
-            f"{source} holds weights of another model ({type(model).__name__} expected): " + "; ".join(parts)
+            f"{source} holds weights of another model{theirs}; expected {what}: " + "; ".join(parts)
         )
+
+
+# ------------------------------------------------------------------------------------ resuming
+_STATE_KEYS = ("config", "model", "optimizer", "scheduler", "trainer", "rng", "epoch", "batch", "global_step")
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: object, source: object) -> None:
+    """Raise CheckpointError unless ``saved`` is an optimizer state for ``optimizer``'s parameters."""
+    if not isinstance(saved, Mapping) or "param_groups" not in saved or "state" not in saved:
+        raise CheckpointError(f"{source} has no usable optimizer state: expected a dict with 'state' and 'param_groups'")
+    groups = saved["param_groups"]
+    mine = [len(g["params"]) for g in optimizer.param_groups]
+    theirs = [len(g.get("params", ())) for g in groups] if isinstance(groups, list) else None
+    if theirs != mine:
+        raise CheckpointError(
+            f"{source} holds the state of another optimizer: parameter groups of sizes {theirs}; expected {mine}"
+        )
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    ids = [i for g in groups for i in g["params"]]
+    index = dict(zip(ids, params))
+    for key, per_param in saved["state"].items():
+        p = index.get(key)
+        if p is None or not isinstance(per_param, Mapping):
+            raise CheckpointError(f"{source}: optimizer state for unknown parameter {key!r}")
+        for name, value in per_param.items():
+            if isinstance(value, Tensor) and value.ndim > 0 and tuple(value.shape) != tuple(p.shape):
+                raise CheckpointError(
+                    f"{source}: optimizer state {name!r} of parameter {key} has shape {tuple(value.shape)}; "
+                    f"expected {tuple(p.shape)}"
+                )
+
+
+def restore_training_state(
+    checkpoint: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer: Any,
+    scheduler: Any = None,
+    scaler: Any = None,
+    config: TrainConfig | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Check a training checkpoint against the running objects, then load it into them.
+
+    All checks run before anything is applied: a truncated, corrupt or unsafe file, one from
+    another model (keys or shapes), another optimizer, another action space or strategy, or (with
+    ``config``) another run configuration raises :class:`CheckpointError` saying which and what
+    was expected, and leaves every object untouched. Should applying still fail midway, the
+    previous states are put back before the error propagates.
+
+    Args:
+        checkpoint: a ``ckpt_*.pt`` path (loaded safely) or an already loaded checkpoint dict.
+        model: the detector (unwrapped, not the DDP wrapper).
+        optimizer: the detector's optimizer.
+        trainer: the :class:`~advcorrupt.AdversarialCorruptionTrainer` (policy, baseline, counts).
+        scheduler: the LR scheduler, if any.
+        scaler: the fp16 ``GradScaler``, if any.
+        config: the running configuration; the fields that define a run must match.
+        restore_rng: also restore the torch/CUDA/NumPy/Python RNG states.
+
+    Returns:
+        The checkpoint dict (``epoch``, ``batch``, ``global_step``, ``generators``... for the caller).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: any mismatch or unreadable file (nothing was changed).
+
+    Example:
+        >>> # state = restore_training_state("runs/x/ckpt_00000100.pt", model=m, optimizer=o, trainer=t)
+    """
+    if isinstance(checkpoint, Mapping):
+        return _restore(dict(checkpoint), "the checkpoint", model=model, optimizer=optimizer, trainer=trainer,
+                        scheduler=scheduler, scaler=scaler, config=config, restore_rng=restore_rng)
+    return _restore(load_checkpoint(checkpoint), checkpoint, model=model, optimizer=optimizer, trainer=trainer,
+                    scheduler=scheduler, scaler=scaler, config=config, restore_rng=restore_rng)
+
+
+def _restore(
+    state: dict[str, Any], source: object, *, model: nn.Module, optimizer: torch.optim.Optimizer, trainer: Any,
+    scheduler: Any, scaler: Any, config: TrainConfig | None, restore_rng: bool,
+) -> dict[str, Any]:
+    import copy
+
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{source} is not a training checkpoint of advcorrupt: it lacks {missing}")
+    try:
+        saved_cfg = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{source} holds an unusable config: {e}") from None
+    _check_model_state(
+        model, state["model"], source, saved_name=saved_cfg.model,
+        expected_name=config.model if config is not None else None,
+    )
+    tstate = state["trainer"]
+    if not isinstance(tstate, Mapping) or "action_space" not in tstate:
+        raise CheckpointError(f"{source} has no usable trainer state (expected a dict with 'action_space')")
+    space = trainer.action_space.state_dict()
+    if tstate["action_space"] != space:
+        raise CheckpointError(
+            f"{source} was trained with a different action space {tstate['action_space']}; expected this run's "
+            f"{space} (same --corruptions and --severities)"
+        )
+    if tstate.get("strategy") != trainer.strategy.name:
+        raise CheckpointError(
+            f"{source} was trained with strategy {tstate.get('strategy')!r}; expected {trainer.strategy.name!r}"
+        )
+    _check_optimizer_state(optimizer, state["optimizer"], source)
+    if config is not None:
+        saved, now = saved_cfg.to_dict(), config.to_dict()
+        diff = {k: (saved[k], now[k]) for k in _RESUME_KEYS if saved[k] != now[k]}
+        if diff:
+            raise CheckpointError(
+                f"cannot resume from {source}: the run was started with a different configuration: "
+                + ", ".join(f"{k}={a!r} (this run: {b!r})" for k, (a, b) in diff.items())
+                + "; use the original settings or a new --out-dir"
+            )
+
+    # Apply, with a snapshot to roll back to should a load still fail halfway.
+    backup = {
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "trainer": copy.deepcopy(trainer.state_dict()),
+        "scheduler": copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+    }
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        trainer.load_state_dict(dict(tstate))
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if restore_rng:
+            restore_rng_state(state["rng"])
+    except Exception as e:
+        model.load_state_dict(backup["model"])
+        optimizer.load_state_dict(backup["optimizer"])
+        trainer.load_state_dict(backup["trainer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(backup["scheduler"])
+        raise CheckpointError(f"{source} could not be applied ({type(e).__name__}: {e}); nothing was changed") from e
+    return state
 
 
 # ----------------------------------------------------------------------------------------- fit
@@ -323,7 +565,7 @@ class _Log:
         if not path.is_file():
             return []
         if self.fmt == "jsonl":
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            return _read_jsonl(path)
         with path.open(newline="") as f:
             return [dict(r) for r in csv.DictReader(f)]
 
@@ -348,7 +590,7 @@ class _Log:
     def truncate_steps(self, global_step: int) -> None:
         """Drop per-step rows at or after ``global_step`` (work lost to a crash is redone)."""
         if self.steps_path.is_file():
-            rows = [json.loads(x) for x in self.steps_path.read_text().splitlines() if x.strip()]
+            rows = _read_jsonl(self.steps_path)
             tmp = self.steps_path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] < global_step))
             os.replace(tmp, self.steps_path)
@@ -357,6 +599,19 @@ class _Log:
         with self.steps_path.open("a") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
             f.flush()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a torn last line (a crash while appending) is dropped."""
+    rows: list[dict[str, Any]] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
 
 
 def _batches(sampler: DistributedSampler[Any], batch_size: int, limit: int | None) -> list[list[int]]:
@@ -399,6 +654,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     from .policy import ActionSpace
     from .trainer import AdversarialCorruptionTrainer
 
+    check_config(config)
     d = _init_distributed(config.device)
     device = _pick_device(config, d)
     out = Path(config.out_dir)
@@ -416,7 +672,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     if steps_per_epoch == 0:
         raise ValueError(
             f"batch_size {config.batch_size} x {d.world} process(es) exceeds the {len(train_ds)} training "  # type: ignore[arg-type]
-            f"images: no full batch; lower batch_size"
+            f"images: no full batch; lower --batch-size (TrainConfig.batch_size) or add training images"
         )
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=config.lr * 0.01)
@@ -432,6 +688,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         ddp_model, optimizer, action_space=action_space, strategy=config.strategy, lam=config.lam,
         policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
+        policy_kwargs=dict(config.policy_kwargs) or None,
     )
 
     start_epoch, start_batch, global_step = 0, 0, 0
@@ -439,31 +696,28 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     partial: dict[str, Any] = {}
     ckpts = list_checkpoints(out) if resume else []
     if ckpts:
-        state = load_checkpoint(ckpts[-1])
-        saved = TrainConfig.from_dict(state["config"]).to_dict()
-        now = config.to_dict()
-        diff = {k: (saved[k], now[k]) for k in _RESUME_KEYS if saved[k] != now[k]}
-        if diff:
+        # Peek first (safe load) to refuse a mid-epoch resume with another number of processes:
+        # the position inside the epoch refers to the old DistributedSampler split.
+        try:
+            state = load_checkpoint(ckpts[-1])
+        except CheckpointError as e:
+            hint = f"; delete it to resume from {ckpts[-2].name}" if len(ckpts) > 1 else ""
+            raise CheckpointError(f"{e}{hint}") from None
+        saved_world = int(state.get("world_size", 1))
+        if state.get("batch", 0) and saved_world != d.world:
             raise CheckpointError(
-                f"cannot resume from {ckpts[-1]}: the run was started with a different configuration "
-                + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
-                + "; use the original settings or a new --out-dir"
+                f"{ckpts[-1]} was written mid-epoch by {saved_world} process(es); this run has {d.world}. "
+                f"Resume with {saved_world} process(es), or from an epoch-end checkpoint"
             )
-        _check_model_state(model, state["model"], ckpts[-1])
-        if state["trainer"]["action_space"] != action_space.state_dict():
-            raise CheckpointError(
-                f"{ckpts[-1]} was trained with action space {state['trainer']['action_space']}; "
-                f"this run's is {action_space.state_dict()}"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        trainer.load_state_dict(state["trainer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generators"][d.rank] if d.rank < len(state["generators"]) else generator.get_state())
-        restore_rng_state(state["rng"])
-        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["global_step"]
+        _restore(
+            state, ckpts[-1], model=model, optimizer=optimizer, trainer=trainer, scheduler=scheduler, scaler=scaler,
+            config=config, restore_rng=True,
+        )
+        scheduler.T_max = total_steps  # epochs may have been raised: anneal over the new length
+        gens = state.get("generators") or []
+        if d.rank < len(gens) and saved_world == d.world:
+            generator.set_state(gens[d.rank])
+        start_epoch, start_batch, global_step = int(state["epoch"]), int(state["batch"]), int(state["global_step"])
         history = [list(h) for h in state.get("policy_history", [])]
         partial = dict(state.get("partial_epoch", {}))
     elif resume and d.main:
@@ -472,6 +726,8 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     log: _Log | None = None
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".ckpt_*.tmp"):  # left by a process killed while saving
+            stale.unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         log = _Log(out, config.log_format, keep_before_epoch=start_epoch if ckpts else None)
         if ckpts:
@@ -493,6 +749,8 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             "scaler": scaler.state_dict() if scaler is not None else {},
             "trainer": trainer.state_dict(),
             "generators": gens,
+            "world_size": d.world,
+            "normalize": {"mean": preprocess.mean, "std": preprocess.std},
             "rng": capture_rng_state(),
             "epoch": epoch,
             "batch": batch,
@@ -518,6 +776,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         # Running sums of this epoch (restored when resuming inside it).
         counts = torch.tensor(partial.get("counts", [0.0] * action_space.size), device=device)
         sums = {k: torch.tensor(v, device=device) for k, v in partial.get("sums", {}).items()}
+        n_ok = torch.tensor(float(partial.get("n_ok", 0.0)), device=device)  # steps not skipped
         partial = {}
         step_buf: list[Tensor] = []
         t0 = time.perf_counter()
@@ -526,40 +785,54 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             images = images.to(device, non_blocking=True)
             masks = masks.to(device, non_blocking=True)
             stats = trainer.step(images, masks)
-            scheduler.step()
+            if trainer.consecutive_skips:  # the schedule follows global_step, skipped steps included
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                    scheduler.step()
+            else:
+                scheduler.step()
             global_step += 1
-            actions = trainer.last_actions
+            actions = getattr(trainer, "last_actions", None)
             if actions is not None and actions.numel():
                 counts += torch.bincount(actions, minlength=action_space.size).to(counts.dtype)
-            for k, v in stats.items():
-                sums[k] = sums.get(k, torch.zeros((), device=device)) + v.float()
+            ok = stats["skipped"].float() < 0.5
+            n_ok += ok.float()
+            for k, v in stats.items():  # skipped steps (non-finite) stay out of the epoch means
+                if k != "skipped":
+                    sums[k] = sums.get(k, torch.zeros((), device=device)) + torch.where(ok, v.float(), 0.0)
             step_buf.append(torch.stack([stats["loss"], stats["loss_clean"], stats["loss_corrupted"], stats["skipped"]]).float())
             if trainer.consecutive_skips >= config.max_consecutive_skips:
-                raise RuntimeError(
+                if log is not None:
+                    log.add_steps(_step_rows(step_buf, epoch, global_step))
+                raise TrainingStopped(
                     f"training stopped at step {global_step}: {trainer.consecutive_skips} consecutive steps had a "
-                    f"non-finite loss or gradient (the weights were left untouched). Lower --lr, use --amp none "
-                    f"or check the data; the last good checkpoint is {last_ckpt}"
+                    f"non-finite loss or gradient ({trainer.num_skipped} skipped in total; the detector and policy "
+                    f"were not updated on them). Lower --lr, use --amp none or bf16 instead of fp16, or check the "
+                    f"data; raise --max-consecutive-skips to tolerate more. Last good checkpoint: {last_ckpt}"
                 )
             done = first + i + 1
             if config.checkpoint_every and global_step % config.checkpoint_every == 0 and done < steps_per_epoch:
                 if log is not None:
                     log.add_steps(_step_rows(step_buf, epoch, global_step))
                 step_buf = []
-                snapshot = {"counts": counts.tolist(), "sums": {k: float(v) for k, v in sums.items()}}
+                snapshot = {
+                    "counts": counts.tolist(), "sums": {k: float(v) for k, v in sums.items()}, "n_ok": float(n_ok),
+                }
                 last_ckpt = checkpoint(epoch, done, snapshot) or last_ckpt
         # ---- end of epoch: reduce statistics, validate, log, then checkpoint
         keys = sorted(sums)
-        packed = torch.stack([sums[k] for k in keys] + [counts.sum()]) if keys else counts.sum().view(1)
+        packed = torch.stack([sums[k] for k in keys] + [n_ok, counts.sum()]) if keys else torch.stack([n_ok, counts.sum()])
         if d.world > 1:
             dist.all_reduce(packed)
             dist.all_reduce(counts)
-        n = max(float(steps_per_epoch * d.world), 1.0)
-        means = {k: float(v) / n for k, v in zip(keys, packed[:-1])}
+        good = float(packed[-2])  # steps summed over ranks that were not skipped
+        means = {k: (float(v) / good if good > 0 else float("nan")) for k, v in zip(keys, packed[:-2])}
         dist_row = (counts / counts.sum().clamp_min(1)).tolist()
         history.append(dist_row)
         row: dict[str, Any] = {
             "epoch": epoch, "step": global_step, "lr": scheduler.get_last_lr()[0],
             "time_s": round(time.perf_counter() - t0, 3), **{f"train_{k}": v for k, v in means.items()},
+            "skipped_epoch": int(round(steps_per_epoch * d.world - good)),
             "skipped_total": trainer.num_skipped,
         }
         if d.main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
