@@ -1,0 +1,48 @@
+"""Helpers shared by the ISTD models: padding to a size multiple and weight initialisation."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["check_image_batch", "init_weights", "pad_to_multiple"]
+
+
+def check_image_batch(x: Tensor, in_channels: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is a float (B, in_channels, H, W) tensor."""
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != in_channels or not x.is_floating_point():
+        got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"images must be a float tensor of shape (B, {in_channels}, H, W); got {got}")
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Replicate-pad H and W at the bottom/right up to the next multiple of ``multiple``.
+
+    Replicate (not zero) padding adds no artificial edge that a small-target detector could
+    fire on; the caller crops its output back to the original size.
+
+    Shape:
+        - Input: (B, C, H, W).
+        - Output: (B, C, ceil(H / m) * m, ceil(W / m) * m).
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convolutions with zero bias; BatchNorm to (1, 0).
+
+    Modules that define their own ``reset_parameters`` schedule with a ``zero_init_last`` flag
+    (SFIM) are re-initialised afterwards by their owner.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

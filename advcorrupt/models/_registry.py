@@ -1,0 +1,88 @@
+"""Model registry: ``@register_model``, ``create_model`` and ``list_models`` (timm-style).
+
+A registered entry is a factory function whose name is the registry key; it takes keyword
+arguments only (at least ``in_channels``) and returns an ``nn.Module`` that maps (B, C, H, W)
+images to logits.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+__all__ = ["create_model", "list_models", "register_model"]
+
+ModelFactory = Callable[..., nn.Module]
+_F = TypeVar("_F", bound=ModelFactory)
+
+_MODELS: dict[str, ModelFactory] = {}
+
+
+def register_model(fn: _F) -> _F:
+    """Register a model factory under its function name; registering a name twice warns.
+
+    Args:
+        fn: factory ``fn(**kwargs) -> nn.Module``.
+
+    Returns:
+        ``fn`` unchanged, so this works as a decorator.
+
+    Example:
+        >>> @register_model
+        ... def tiny_conv(*, in_channels: int = 1) -> nn.Module:
+        ...     return nn.Conv2d(in_channels, 1, 3, padding=1)
+        >>> "tiny_conv" in list_models()
+        True
+        >>> _ = _MODELS.pop("tiny_conv")
+    """
+    name = fn.__name__
+    if name in _MODELS:
+        warnings.warn(f"model {name!r} is already registered; overwriting it", stacklevel=2)
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(filter: str = "") -> list[str]:  # noqa: A002  (timm's argument name)
+    """Registered model names, in registration order, optionally filtered by a glob pattern.
+
+    Args:
+        filter: glob pattern such as ``"*dnanet"``; empty means all.
+
+    Returns:
+        The matching names.
+
+    Example:
+        >>> list_models("*dnanet")
+        ['dnanet', 'sfim_dnanet']
+    """
+    return [n for n in _MODELS if not filter or fnmatch.fnmatchcase(n, filter)]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`list_models`.
+        **kwargs: passed to the factory (e.g. ``in_channels=1``, ``deep_supervision=False``).
+
+    Returns:
+        The model, in training mode, with freshly initialised weights.
+
+    Raises:
+        KeyError: for an unknown name; the message lists the registered names.
+
+    Example:
+        >>> import torch
+        >>> net = create_model("acm", in_channels=1)
+        >>> net.eval()(torch.rand(1, 1, 33, 47)).shape
+        torch.Size([1, 1, 33, 47])
+    """
+    try:
+        factory = _MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; available models: {list_models()}") from None
+    return factory(**kwargs)

@@ -1,0 +1,170 @@
+"""Every registered ISTD model: odd sizes, backward, train/eval outputs, parameter counts."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from advcorrupt.layers import SFIM
+from advcorrupt.models import DNANet, create_model, list_models, register_model
+from advcorrupt.models import _registry
+from advcorrupt.models.dnanet import ChannelAttention, ResAttentionBlock, SpatialAttention
+
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+# Published parameter counts (one input channel): DNANet 4.697M (Li et al., TIP 2023, as listed
+# by BALISTD Tables 5-6 and BasicIRSTD), ACM 0.398M (Dai et al., WACV 2021, same sources).
+# SFIM-DNANet has no published count: it only has to be larger than DNANet.
+PUBLISHED_PARAMS: dict[str, float | None] = {"dnanet": 4.697e6, "acm": 0.398e6, "sfim_dnanet": None}
+DEEP_SUPERVISION = {"dnanet": True, "sfim_dnanet": True, "acm": False}
+# Narrow versions with the same wiring, to keep training-mode tests fast on a CPU.
+TINY: dict[str, dict[str, object]] = {
+    "dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
+    "sfim_dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
+    "acm": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
+}
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_registered_model_is_covered_by_these_tests() -> None:
+    assert set(list_models()) == set(PUBLISHED_PARAMS) == set(DEEP_SUPERVISION) == set(TINY)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_parameter_count_matches_the_published_one(name: str) -> None:
+    n = _n_params(create_model(name, in_channels=1))
+    published = PUBLISHED_PARAMS[name]
+    if published is None:
+        assert n > _n_params(create_model("dnanet"))
+    else:
+        assert abs(n - published) / published < 0.02, f"{name}: {n} parameters vs published {published:.0f}"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_eval_forward_on_odd_size_returns_finite_logits_of_the_input_size(name: str) -> None:
+    model = create_model(name).eval()
+    x = torch.rand(1, 1, 17, 23)
+    with torch.no_grad():
+        y = model(x)
+    assert isinstance(y, torch.Tensor) and y.shape == (1, 1, 17, 23)
+    assert torch.isfinite(y).all()
+    assert (y < 0).any() or (y > 1).any() or y.std() > 0  # logits, not a constant map
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_train_forward_backward_reaches_every_parameter(name: str) -> None:
+    model = create_model(name, **TINY[name]).train()
+    x = torch.rand(2, 1, 17, 23)
+    out = model(x)
+    outs = out if isinstance(out, list) else [out]
+    assert len(outs) == (4 if DEEP_SUPERVISION[name] else 1)
+    assert all(o.shape == (2, 1, 17, 23) and torch.isfinite(o).all() for o in outs)
+    sum(o.sigmoid().mean() for o in outs).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", ["dnanet", "sfim_dnanet"])
+def test_eval_output_is_the_last_deep_supervision_head(name: str) -> None:
+    model = create_model(name, **TINY[name]).train()
+    x = torch.rand(2, 1, 17, 23)
+    for m in model.modules():  # same BatchNorm statistics in both calls
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+    with torch.no_grad():
+        train_outs = model(x)
+        eval_out = model.eval()(x)
+    torch.testing.assert_close(eval_out, train_outs[-1])
+    assert not torch.allclose(train_outs[0], train_outs[-1])
+
+
+def test_deep_supervision_off_gives_a_single_map_in_training() -> None:
+    model = create_model("dnanet", deep_supervision=False, **TINY["dnanet"]).train()
+    y = model(torch.rand(2, 1, 17, 23))
+    assert isinstance(y, torch.Tensor) and y.shape == (2, 1, 17, 23)
+    assert _n_params(model) < _n_params(create_model("dnanet", **TINY["dnanet"]))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_models_take_three_channel_images_and_reject_the_wrong_channel_count(name: str) -> None:
+    model = create_model(name, in_channels=3, **TINY[name]).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 17, 23)).shape == (2, 1, 17, 23)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(2, 1, 17, 23))
+
+
+def test_sfim_dnanet_replaces_every_channel_spatial_attention_with_sfim() -> None:
+    model = create_model("sfim_dnanet")
+    blocks = [m for m in model.modules() if isinstance(m, ResAttentionBlock)]
+    assert not any(isinstance(m, (ChannelAttention, SpatialAttention)) for m in model.modules())
+    assert sum(isinstance(m, SFIM) for m in model.modules()) == len(blocks) > 0
+    baseline = create_model("dnanet")
+    assert sum(isinstance(m, ChannelAttention) for m in baseline.modules()) == len(blocks)
+    assert isinstance(model, DNANet)
+
+
+def test_unknown_model_name_raises_key_error_listing_the_models() -> None:
+    with pytest.raises(KeyError, match="dnanet"):
+        create_model("unet_from_nowhere")
+
+
+def test_registering_a_name_twice_warns_and_list_models_filters() -> None:
+    def tiny(*, in_channels: int = 1) -> nn.Module:
+        return nn.Conv2d(in_channels, 1, 1)
+
+    try:
+        register_model(tiny)
+        with pytest.warns(UserWarning, match="already registered"):
+            register_model(tiny)
+        assert list_models("tin*") == ["tiny"]
+        assert isinstance(create_model("tiny", in_channels=2), nn.Conv2d)
+    finally:
+        _registry._MODELS.pop("tiny", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list_models("*dnanet") == ["dnanet", "sfim_dnanet"]
+
+
+@cuda_only
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_model_on_cuda_matches_contiguous(name: str) -> None:
+    model = create_model(name).cuda().eval()
+    x = torch.rand(2, 1, 64, 80, device="cuda")
+    # Full float32 convolutions, so layout-dependent algorithm choices cannot hide behind TF32.
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        ref = model(x)
+        model_cl = model.to(memory_format=torch.channels_last)
+        out = model_cl(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+
+
+@cuda_only
+@pytest.mark.gpu
+def test_compiled_model_runs_on_cuda_and_matches_eager() -> None:
+    model = create_model("sfim_dnanet").cuda().eval()
+    x = torch.rand(2, 1, 64, 64, device="cuda")
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        ref = model(x)
+        out = torch.compile(model)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+
+
+@cuda_only
+@pytest.mark.gpu
+def test_sfim_dnanet_trains_under_cuda_autocast() -> None:
+    model = create_model("sfim_dnanet").cuda().train()
+    x = torch.rand(2, 1, 64, 64, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        outs = model(x)
+    assert all(o.dtype == torch.bfloat16 for o in outs)
+    sum(o.float().mean() for o in outs).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
