@@ -792,7 +792,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             else:
                 scheduler.step()
             global_step += 1
-            actions = getattr(trainer, "last_actions", None)
+            actions = trainer.last_actions
             if actions is not None and actions.numel():
                 counts += torch.bincount(actions, minlength=action_space.size).to(counts.dtype)
             ok = stats["skipped"].float() < 0.5

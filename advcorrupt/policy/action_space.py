@@ -1,8 +1,10 @@
 """The (corruption, severity) action grid of BALISTD's policy (paper Sec. 3.2).
 
 An action is a flat index ``a = k * S + j`` over ``K`` corruptions and ``S`` severity levels;
-``ActionSpace.apply`` corrupts a whole batch where every sample has its own action, running each
-corruption once on its subset of the batch.
+``ActionSpace.apply`` corrupts a whole batch where every sample has its own action, either running
+each corruption once on its subset of the batch (``grouping="subset"``: one small host-device copy
+to size the subsets) or running each corruption on the whole batch and selecting per sample with
+``torch.where`` (``grouping="masked"``: no host-device sync, ``K`` times the corruption compute).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from torch import Tensor
 
 from ..corruptions import _registry
 
-__all__ = ["ActionSpace"]
+__all__ = ["ActionSpace", "GROUPINGS"]
+
+GROUPINGS: tuple[str, ...] = ("auto", "subset", "masked")
 
 
 class ActionSpace:
@@ -25,6 +29,12 @@ class ActionSpace:
             registered corruptions at construction time.
         severities: the 1-based levels to use (the paper uses three); each must exist in every
             chosen corruption's level table.
+        grouping: how :meth:`apply` batches samples with different corruptions. ``"subset"`` runs
+            each corruption once on the samples that drew it (needs the ``K`` group sizes on the
+            host: one small device-to-host copy per call); ``"masked"`` runs every corruption on
+            the whole batch and keeps each sample's own result with ``torch.where`` (no sync, ``K``
+            times the corruption compute); ``"auto"`` (default) is ``"subset"`` on CPU and
+            ``"masked"`` on other devices, where a sync would stall the stream.
 
     Example:
         >>> import torch
@@ -42,7 +52,12 @@ class ActionSpace:
         self,
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] = (1, 2, 3),
+        *,
+        grouping: str = "auto",
     ) -> None:
+        if grouping not in GROUPINGS:
+            raise ValueError(f"grouping must be one of {list(GROUPINGS)}; got {grouping!r}")
+        self.grouping = grouping
         names = list(_registry.available() if corruptions is None else corruptions)
         if isinstance(corruptions, str):
             raise TypeError(f"corruptions must be a sequence of names; got the str {corruptions!r}")
@@ -129,9 +144,12 @@ class ActionSpace:
     def apply(self, x: Tensor, actions: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Corrupt each sample of ``x`` with its own action.
 
-        Samples are grouped by corruption with one ``argsort`` and each corruption runs once on
-        its subset (with per-sample severities). Sizing the subsets needs the ``K`` group counts on
-        the host: one small device-to-host copy per call on CUDA, no per-sample work in Python.
+        With ``grouping="subset"`` samples are grouped by corruption with one ``argsort`` and each
+        corruption runs once on its subset (with per-sample severities); sizing the subsets needs
+        the ``K`` group counts on the host: one small device-to-host copy per call. With
+        ``grouping="masked"`` every corruption runs on the whole batch and each sample keeps its
+        own corruption's output (``torch.where``): no host-device sync, ``K`` x the compute. The
+        two modes give the same corruptions; random corruptions draw different random numbers.
 
         Args:
             x: images, float in [0, 1].
@@ -149,6 +167,12 @@ class ActionSpace:
         if x.shape[0] == 0:
             return x.clone()
         kind, severity = self.decode(actions.to(x.device))
+        if self._resolve_grouping(x.device) == "masked":
+            out = x.clone()
+            for k, spec in enumerate(self.specs):
+                part = spec.fn(x, spec.params_for(severity), generator).to(x.dtype).clamp_(0.0, 1.0)
+                out = torch.where((kind == k).view(-1, 1, 1, 1), part, out)
+            return out
         order = torch.argsort(kind, stable=True)
         counts = torch.bincount(kind, minlength=self.num_corruptions).tolist()
         out = torch.empty_like(x)
@@ -161,8 +185,16 @@ class ActionSpace:
                 start += n
         return out
 
+    def _resolve_grouping(self, device: torch.device) -> str:
+        if self.grouping == "auto":
+            return "subset" if device.type == "cpu" else "masked"
+        return self.grouping
+
     def __repr__(self) -> str:
-        return f"ActionSpace(corruptions={list(self.corruptions)}, severities={self.severities})"
+        return (
+            f"ActionSpace(corruptions={list(self.corruptions)}, severities={self.severities}, "
+            f"grouping={self.grouping!r})"
+        )
 
     def state_dict(self) -> dict[str, list[str] | list[int]]:
         """What identifies this space, for checkpoints (a mismatch on load is an error)."""

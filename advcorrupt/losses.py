@@ -1,0 +1,79 @@
+"""Losses for infrared small target segmentation.
+
+``SoftIoULoss`` is the loss BALISTD (AAAI 2024) trains with (``L`` in Eq. 1 and Eq. 8): one minus the
+soft intersection over union of the sigmoid probabilities and the binary mask, per sample, as in
+the BasicIRSTD / DNANet code base. ``reduction="none"`` gives the per-sample losses that
+:class:`advcorrupt.AdversarialCorruptionTrainer` needs: their corrupted half is the policy's reward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SoftIoULoss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class SoftIoULoss(nn.Module):
+    r"""Soft IoU loss on logits, per sample.
+
+    For each sample ``i``, with ``p = sigmoid(logits)`` and mask ``y``, summed over (C, H, W):
+
+    .. math::
+        \ell_i = 1 - \frac{\sum p y + s}{\sum p + \sum y - \sum p y + s}
+
+    The smooth term ``s`` (default 1, as in BasicIRSTD) keeps the loss defined for an empty mask
+    and an empty prediction (``0 / 0``), gives such a sample loss ~0 when the prediction is empty,
+    and softens the gradient on samples whose target covers only a few pixels. It is computed in
+    float32 whatever the autocast dtype of the logits.
+
+    Args:
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses, shape (B,)).
+        smooth: the smooth term ``s``; must be >= 0.
+
+    Shape:
+        logits: (B, C, H, W) raw model outputs. target: (B, C, H, W) (or broadcastable) in {0, 1}.
+        Output: () for ``"mean"``/``"sum"``, (B,) for ``"none"``.
+
+    Returns:
+        The loss.
+
+    Example:
+        >>> import torch
+        >>> from advcorrupt.losses import SoftIoULoss
+        >>> logits, mask = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.9).float()
+        >>> SoftIoULoss(reduction="none")(logits, mask).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, reduction: str = "mean", *, smooth: float = 1.0) -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}; got {reduction!r}")
+        if not smooth >= 0:
+            raise ValueError(f"smooth must be >= 0; got {smooth}")
+        self.reduction = reduction
+        self.smooth = float(smooth)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if not isinstance(logits, Tensor) or logits.ndim < 2:
+            raise ValueError(
+                f"logits must be a tensor of shape (B, C, H, W); got "
+                f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
+            )
+        p = torch.sigmoid(logits.float())
+        y = target.to(device=p.device, dtype=torch.float32).expand_as(p)
+        dims = tuple(range(1, p.ndim))
+        inter = (p * y).sum(dims)
+        union = p.sum(dims) + y.sum(dims) - inter
+        loss = 1.0 - (inter + self.smooth) / (union + self.smooth)
+        if self.reduction == "mean":
+            return loss.mean()
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, smooth={self.smooth}"

@@ -1,0 +1,243 @@
+"""How the adversary picks corruptions: the strategies of BALISTD's ablation (AAAI 2024, Table 6).
+
+* ``"learned"``: the sample-conditioned policy ``p(s | x)`` trained by REINFORCE (Eq. 2-7);
+* ``"random"``: uniform over the whole action space;
+* a corruption name (``"gaussian_noise"``) or a category (``"noise"``, ``"blur"``, ``"digital"``):
+  uniform over that corruption's / category's actions (all its severities);
+* ``"none"``: no corruption at all; the trainer skips the corrupted half of the batch, which makes
+  it plain training through the same code path (the baseline rows of the ablation).
+
+:func:`make_strategy` turns the one ``strategy`` argument into one of these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .action_space import ActionSpace
+from .network import PolicyNetwork
+from .reinforce import PolicySample, Reinforce, sample_categorical
+
+__all__ = [
+    "FixedStrategy",
+    "LearnedStrategy",
+    "NoneStrategy",
+    "RandomStrategy",
+    "Strategy",
+    "make_strategy",
+]
+
+
+def _entropy(probs: Tensor) -> Tensor:
+    return -torch.special.xlogy(probs, probs).sum(-1)
+
+
+class Strategy:
+    """Base class: draws one action per image and (optionally) learns from rewards.
+
+    Attributes:
+        name: the ``strategy`` string this object stands for.
+        learns: whether :meth:`update` changes anything.
+        corrupts: ``False`` only for ``"none"``: no corrupted samples are produced.
+    """
+
+    name: str = "strategy"
+    learns: bool = False
+    corrupts: bool = True
+
+    def __init__(self, action_space: ActionSpace) -> None:
+        if not isinstance(action_space, ActionSpace):
+            raise TypeError(f"action_space must be an ActionSpace; got {type(action_space).__name__}")
+        self.action_space = action_space
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        """Action probabilities per image, (B, K), no gradient."""
+        raise NotImplementedError
+
+    def sample(self, images: Tensor, *, generator: torch.Generator | None = None) -> PolicySample:
+        """Draw one action per image."""
+        probs = self.probabilities(images)
+        actions = sample_categorical(probs, generator=generator)
+        return PolicySample(actions=actions, probs=probs, entropy=_entropy(probs))
+
+    def update(self, sample: PolicySample, rewards: Tensor, *, valid: Tensor | None = None) -> dict[str, Tensor]:
+        """Learn from per-sample rewards; non-learning strategies only report statistics."""
+        r = rewards.detach().float()
+        ok = torch.isfinite(r)
+        if valid is not None:
+            ok = ok & valid.to(device=ok.device, dtype=torch.bool)
+        reward = torch.where(ok, r, torch.zeros_like(r)).sum() / ok.sum().clamp(min=1)
+        ent = sample.entropy.detach().mean() if sample.entropy is not None and sample.entropy.numel() else reward * 0
+        return {"reward": reward, "policy_entropy": ent}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"strategy {self.name!r} has no state; got keys {sorted(state)}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, actions={self.action_space.size})"
+
+
+class FixedStrategy(Strategy):
+    """Uniform over a fixed subset of actions (a corruption, a category, or all of them).
+
+    Args:
+        action_space: the action grid.
+        actions: flat action indices to draw from, uniformly.
+        name: the strategy string (for checkpoints and logs).
+
+    Example:
+        >>> import torch
+        >>> from advcorrupt.policy import ActionSpace, FixedStrategy
+        >>> space = ActionSpace()
+        >>> s = FixedStrategy(space, space.actions_of("noise"), name="noise")
+        >>> s.probabilities(torch.rand(2, 1, 32, 32)).shape == (2, space.size)
+        True
+    """
+
+    def __init__(self, action_space: ActionSpace, actions: Sequence[int], *, name: str) -> None:
+        super().__init__(action_space)
+        acts = sorted({int(a) for a in actions})
+        if not acts or acts[0] < 0 or acts[-1] >= action_space.size:
+            raise ValueError(f"actions must be non-empty indices in [0, {action_space.size}); got {list(actions)}")
+        self.actions = tuple(acts)
+        self.name = name
+        self._rows: dict[torch.device, Tensor] = {}
+
+    def _row(self, device: torch.device) -> Tensor:
+        row = self._rows.get(device)
+        if row is None:
+            cpu = torch.zeros(self.action_space.size)
+            cpu[list(self.actions)] = 1.0 / len(self.actions)
+            row = self._rows[device] = cpu.to(device)  # one copy per device, then cached
+        return row
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        return self._row(images.device).expand(images.shape[0], -1)
+
+
+class RandomStrategy(FixedStrategy):
+    """Uniform over the whole action space (``strategy="random"``)."""
+
+    def __init__(self, action_space: ActionSpace) -> None:
+        super().__init__(action_space, range(action_space.size), name="random")
+
+
+class NoneStrategy(Strategy):
+    """No corruption (``strategy="none"``): the trainer trains on the clean batch only."""
+
+    name = "none"
+    corrupts = False
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        return images.new_zeros((images.shape[0], self.action_space.size), dtype=torch.float32)
+
+    def sample(self, images: Tensor, *, generator: torch.Generator | None = None) -> PolicySample:
+        empty = torch.zeros(0, dtype=torch.long, device=images.device)
+        return PolicySample(actions=empty, probs=self.probabilities(images)[:0], entropy=None)
+
+
+class LearnedStrategy(Strategy):
+    """The learned, sample-conditioned policy (``strategy="learned"``).
+
+    Args:
+        action_space: the action grid (the policy has ``action_space.size`` outputs).
+        reinforce: the updater holding the :class:`PolicyNetwork` and its optimizer.
+    """
+
+    name = "learned"
+    learns = True
+
+    def __init__(self, action_space: ActionSpace, reinforce: Reinforce) -> None:
+        super().__init__(action_space)
+        if not isinstance(reinforce, Reinforce):
+            raise TypeError(f"reinforce must be a Reinforce; got {type(reinforce).__name__}")
+        self.reinforce = reinforce
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        return self.reinforce.policy
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        return self.reinforce.probabilities(images)
+
+    def sample(self, images: Tensor, *, generator: torch.Generator | None = None) -> PolicySample:
+        return self.reinforce.act(images, generator=generator)
+
+    def update(self, sample: PolicySample, rewards: Tensor, *, valid: Tensor | None = None) -> dict[str, Tensor]:
+        return self.reinforce.update(sample, rewards, valid=valid)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.reinforce.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reinforce.load_state_dict(state)
+
+
+def make_strategy(
+    strategy: str | Strategy,
+    action_space: ActionSpace,
+    *,
+    in_channels: int = 1,
+    device: torch.device | str | None = None,
+    policy: torch.nn.Module | None = None,
+    policy_lr: float = 1e-4,
+    policy_kwargs: dict[str, Any] | None = None,
+    reinforce_kwargs: dict[str, Any] | None = None,
+) -> Strategy:
+    """Build the strategy named by ``strategy``.
+
+    Args:
+        strategy: ``"learned"``, ``"random"``, ``"none"``, a corruption name of ``action_space``
+            or a category (``"noise"``, ``"blur"``, ``"digital"``, ``"custom"``); a
+            :class:`Strategy` is returned as is.
+        action_space: the action grid.
+        in_channels: image channels the policy network sees (``"learned"`` only).
+        device: where to build the policy network (``"learned"`` only).
+        policy: a ready policy network (``"learned"`` only); default
+            ``PolicyNetwork(in_channels, action_space.size, **policy_kwargs)``.
+        policy_lr: the policy's learning rate (paper: 1e-4).
+        policy_kwargs: extra arguments of :class:`PolicyNetwork`.
+        reinforce_kwargs: extra arguments of :class:`Reinforce`.
+
+    Returns:
+        The strategy.
+
+    Example:
+        >>> from advcorrupt.policy import ActionSpace, make_strategy
+        >>> make_strategy("blur", ActionSpace()).name
+        'blur'
+    """
+    if isinstance(strategy, Strategy):
+        if strategy.action_space.state_dict() != action_space.state_dict():
+            raise ValueError("strategy was built for a different action space than action_space")
+        return strategy
+    if not isinstance(strategy, str):
+        raise TypeError(f"strategy must be a str or a Strategy; got {type(strategy).__name__}")
+    if strategy != "learned" and (policy is not None or reinforce_kwargs):
+        raise ValueError(f"policy / reinforce_kwargs only apply to strategy='learned'; got strategy={strategy!r}")
+    if strategy == "learned":
+        if policy is None:
+            policy = PolicyNetwork(in_channels, action_space.size, **(policy_kwargs or {}))
+        if device is not None:
+            policy = policy.to(device)
+        return LearnedStrategy(action_space, Reinforce(policy, lr=policy_lr, **(reinforce_kwargs or {})))
+    if strategy == "random":
+        return RandomStrategy(action_space)
+    if strategy == "none":
+        return NoneStrategy(action_space)
+    try:
+        actions = action_space.actions_of(strategy)
+    except KeyError:
+        raise ValueError(
+            f"strategy must be 'learned', 'random', 'none', a corruption of the action space "
+            f"({', '.join(action_space.corruptions)}) or a category; got {strategy!r}"
+        ) from None
+    return FixedStrategy(action_space, actions, name=strategy)

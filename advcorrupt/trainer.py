@@ -1,0 +1,437 @@
+"""Adversarial corruption training around any segmentation model (BALISTD, AAAI 2024, Alg. 1).
+
+One :meth:`AdversarialCorruptionTrainer.step`:
+
+1. the policy looks at the clean batch ``x`` and draws a corruption action per image
+   (``s ~ p(s | x)``, Eq. 2);
+2. the action space corrupts each image with its action (``x_hat = s(x)``), on the [0, 1] image a
+   camera would produce; ``preprocess`` (e.g. mean/std normalisation) runs after that;
+3. one forward pass on ``cat[x, x_hat]`` gives per-sample losses ``l`` (2B,);
+4. the detector minimises ``L = mean(l[:B]) + lam * mean(l[B:])`` (Eq. 1, Eq. 8);
+5. the policy ascends ``E`` (Eq. 3) by REINFORCE (Eq. 6) with rewards ``l[B:]``: the detector's own
+   losses on the corrupted images, so the reward costs no extra forward pass.
+
+Users who keep their own loop add two calls instead: ``x_hat = trainer.corrupt(x)`` before their
+forward pass and ``trainer.update_policy(per_sample_loss_on_x_hat)`` after their backward pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .corruptions._registry import validate_images
+from .losses import SoftIoULoss
+from .policy.action_space import ActionSpace
+from .policy.reinforce import PolicySample
+from .policy.strategies import Strategy, make_strategy
+
+__all__ = ["AdversarialCorruptionTrainer"]
+
+
+class AdversarialCorruptionTrainer:
+    """Train a segmentation model against a learned corruption adversary (Alg. 1).
+
+    Args:
+        model: the detector; ``model(images)`` returns logits (B, 1, H, W), a list/tuple of them
+            (deep supervision: the loss averages the heads) or a dict with key ``"out"``. It may
+            be wrapped in ``DistributedDataParallel`` and be in ``channels_last``.
+        optimizer: the detector's optimizer; must hold (some of) ``model``'s parameters.
+        loss_fn: per-sample loss ``loss_fn(logits, masks) -> (N,)``; default
+            ``SoftIoULoss(reduction="none")`` (the paper's loss).
+        action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
+            corruptions, severities 1-3).
+        strategy: ``"learned"`` (default), ``"random"``, ``"none"``, a corruption name, a
+            category (``"noise"``, ``"blur"``, ``"digital"``) or a :class:`~advcorrupt.policy.Strategy`.
+        lam: weight ``lambda`` of the corrupted-sample loss (Eq. 1), >= 0.
+        policy_lr: learning rate of the policy's SGD (paper: 1e-4; see :class:`Reinforce`).
+        preprocess: applied to the concatenated clean + corrupted batch before the model.
+        generator: generator (on the images' device) for the policy's sampling and the
+            corruptions' randomness; ``None`` uses the global RNG.
+        scaler: a ``torch.amp.GradScaler`` for fp16 training.
+        autocast_dtype: if set, the forward pass and loss run under
+            ``torch.autocast(device_type, dtype=autocast_dtype)``; you may also call
+            :meth:`step` inside your own ``torch.autocast`` block.
+        skip_non_finite: check, once per step, that the loss and the gradient norm are finite and
+            skip the updates if not. This is the step's one host-device sync; ``False`` removes it
+            (then only a ``scaler`` protects the detector's weights; the policy is always guarded
+            on the device).
+        in_channels: image channels the policy network sees (``"learned"``).
+        policy: a ready policy network for ``"learned"`` (default: :class:`PolicyNetwork`).
+        policy_kwargs: extra arguments of :class:`PolicyNetwork`.
+        reinforce_kwargs: extra arguments of :class:`Reinforce` (baseline, entropy, floor...).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from advcorrupt.trainer import AdversarialCorruptionTrainer
+        >>> model = nn.Conv2d(1, 1, 3, padding=1)
+        >>> trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        >>> x, y = torch.rand(4, 1, 32, 32), (torch.rand(4, 1, 32, 32) > 0.95).float()
+        >>> stats = trainer.step(x, y)
+        >>> sorted(stats)[:4]
+        ['baseline', 'loss', 'loss_clean', 'loss_corrupted']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        *,
+        action_space: ActionSpace | None = None,
+        strategy: str | Strategy = "learned",
+        lam: float = 1.0,
+        policy_lr: float = 1e-4,
+        preprocess: Callable[[Tensor], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        scaler: Any = None,
+        autocast_dtype: torch.dtype | None = None,
+        skip_non_finite: bool = True,
+        in_channels: int = 1,
+        policy: nn.Module | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        reinforce_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+        model_params = {id(p) for p in model.parameters()}
+        if not model_params:
+            raise ValueError("model must have parameters to train; got a model with none")
+        opt_params = [p for g in optimizer.param_groups for p in g["params"]]
+        if not any(id(p) in model_params for p in opt_params):
+            raise ValueError(
+                f"optimizer must hold the model's parameters; it holds {len(opt_params)} parameter(s), "
+                "none of them the model's (was it built for another model?)"
+            )
+        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
+            raise ValueError(f"lam must be a finite number >= 0; got {lam!r}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable or None; got {type(loss_fn).__name__}")
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess must be callable or None; got {type(preprocess).__name__}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
+        if scaler is not None and not all(hasattr(scaler, a) for a in ("scale", "step", "update", "unscale_")):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler or None; got {type(scaler).__name__}")
+        if action_space is None:
+            action_space = ActionSpace()
+        elif not isinstance(action_space, ActionSpace):
+            raise TypeError(f"action_space must be an ActionSpace or None; got {type(action_space).__name__}")
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn if loss_fn is not None else SoftIoULoss(reduction="none")
+        self.action_space = action_space
+        self.lam = float(lam)
+        self.preprocess = preprocess
+        self.generator = generator
+        self.scaler = scaler
+        self.autocast_dtype = autocast_dtype
+        self.skip_non_finite = bool(skip_non_finite)
+        self.device = next(model.parameters()).device
+        self.strategy = make_strategy(
+            strategy, action_space, in_channels=in_channels, device=self.device, policy=policy,
+            policy_lr=policy_lr, policy_kwargs=policy_kwargs, reinforce_kwargs=reinforce_kwargs,
+        )
+        self._opt_params = opt_params
+        self._pending: PolicySample | None = None
+        # (B,) actions drawn by the last corrupt() call (empty for "none"), for logging.
+        self.last_actions: Tensor | None = None
+        self.num_steps = 0
+        self.num_skipped = 0
+        self.consecutive_skips = 0
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def policy(self) -> nn.Module | None:
+        """The policy network (``None`` unless ``strategy="learned"``)."""
+        return getattr(self.strategy, "policy", None)
+
+    def policy_probabilities(self, images: Tensor) -> Tensor:
+        """Action probabilities ``p(a | x)`` the strategy would draw from, (B, ``action_space.size``).
+
+        For ``"none"`` the rows are all zero (no corruption is drawn).
+        """
+        self._check_images(images)
+        return self.strategy.probabilities(images)
+
+    # ------------------------------------------------------------------ two-line integration
+    def corrupt(self, images: Tensor) -> Tensor:
+        """Draw an action per image and return the corrupted batch (no gradient).
+
+        The drawn actions and their log-probabilities are kept until :meth:`update_policy`.
+        With ``strategy="none"`` the result is an empty (0, C, H, W) batch, so
+        ``torch.cat([images, trainer.corrupt(images)])`` is the clean batch.
+
+        Args:
+            images: clean images, float in [0, 1] (before any normalisation).
+
+        Shape:
+            images: (B, C, H, W). Output: (B, C, H, W), or (0, C, H, W) for ``"none"``.
+
+        Returns:
+            The corrupted images, same dtype and device as ``images``.
+        """
+        self._check_images(images)
+        sample = self.strategy.sample(images, generator=self.generator)
+        self._pending = sample
+        self.last_actions = sample.actions.detach() if self.strategy.corrupts else sample.actions[:0]
+        if not self.strategy.corrupts:
+            return images[:0]
+        with torch.no_grad():
+            return self.action_space.apply(images.detach(), sample.actions, generator=self.generator)
+
+    def update_policy(
+        self, per_sample_corrupted_loss: Tensor, *, valid: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Update the policy with the detector's per-sample losses on the last :meth:`corrupt` batch.
+
+        Non-finite losses get no weight (on the device, no sync). Call it on every rank in
+        distributed runs.
+
+        Args:
+            per_sample_corrupted_loss: the detector's loss on each corrupted image (the reward).
+            valid: optional bool tensor; false entries (or a false 0-dim tensor) are ignored.
+
+        Shape:
+            per_sample_corrupted_loss: (B,), B as in the last :meth:`corrupt` call (0 for "none").
+
+        Returns:
+            Detached 0-dim tensors: ``reward``, ``policy_entropy`` (+ ``baseline`` for "learned").
+        """
+        sample = self._pending
+        if sample is None:
+            raise RuntimeError("update_policy() needs a batch from corrupt() first; call trainer.corrupt(images)")
+        loss = per_sample_corrupted_loss
+        if not isinstance(loss, Tensor) or loss.shape != sample.actions.shape:
+            got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(
+                f"per_sample_corrupted_loss must have shape (B,) = ({sample.batch_size},), one loss per "
+                f"corrupted image; got {got} (use a loss with reduction='none')"
+            )
+        self._pending = None
+        if not self.strategy.corrupts:
+            zero = torch.zeros((), device=loss.device)
+            return {"reward": zero, "policy_entropy": zero}
+        return self.strategy.update(sample, loss, valid=valid)
+
+    # ------------------------------------------------------------------ all-in-one
+    def step(self, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
+        """Run Alg. 1 once: corrupt, one forward on clean + corrupted, detector step, policy step.
+
+        Args:
+            images: clean images, float in [0, 1].
+            masks: binary target masks.
+
+        Shape:
+            images: (B, C, H, W); masks: (B, 1, H, W) (or (B, M, H, W) matching the model output).
+
+        Returns:
+            Detached 0-dim tensors (no host-device sync beyond the optional non-finite check):
+            ``loss``, ``loss_clean``, ``loss_corrupted``, ``reward`` (mean corrupted loss),
+            ``policy_entropy``, ``baseline`` (0 for non-learned strategies) and ``skipped`` (1.0
+            if the updates were skipped for a non-finite loss or gradient).
+        """
+        b = self._check_images(images)
+        masks = self._check_masks(masks, images)
+        corrupted = self.corrupt(images)
+        inputs = torch.cat([images, corrupted]) if self.strategy.corrupts else images
+        targets = torch.cat([masks, masks]) if self.strategy.corrupts else masks
+        if self.preprocess is not None:
+            inputs = self.preprocess(inputs)
+        if self._model_channels_last():
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        ctx = (
+            torch.autocast(device_type=inputs.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            outputs = self.model(inputs)
+            per_sample = self._per_sample_loss(outputs, targets)
+        loss_clean = per_sample[:b].mean()
+        if self.strategy.corrupts:
+            loss_corrupted = per_sample[b:].mean()
+            loss = loss_clean + self.lam * loss_corrupted
+        else:
+            loss_corrupted = torch.zeros_like(loss_clean)
+            loss = loss_clean
+
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        ok = True
+        if self.skip_non_finite:
+            grads = [p.grad for p in self._opt_params if p.grad is not None]
+            gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
+            flags = torch.stack([torch.isfinite(loss.detach()), torch.isfinite(gnorm.to(loss.device))])
+            loss_ok, grad_ok = flags.tolist()  # the step's one host-device sync
+            # With a scaler, inf/NaN gradients of a finite loss are the scaler's business.
+            ok = loss_ok and (grad_ok or self.scaler is not None)
+        if ok:
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.update()
+
+        policy_stats: dict[str, Tensor] = {}
+        if ok:
+            policy_stats = self.update_policy(per_sample[b:].detach())
+        elif self.strategy.learns and _distributed():
+            # Keep the policy's all_reduce matched across ranks: contribute nothing this step.
+            policy_stats = self.update_policy(
+                per_sample[b:].detach(), valid=torch.zeros((), dtype=torch.bool, device=loss.device)
+            )
+        else:
+            self._pending = None
+        self.num_steps += 1
+        if ok:
+            self.consecutive_skips = 0
+        else:
+            self.num_skipped += 1
+            self.consecutive_skips += 1
+            warnings.warn(
+                f"non-finite loss or gradient at step {self.num_steps}: detector and policy updates "
+                f"skipped ({self.consecutive_skips} consecutive, {self.num_skipped} in total)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        zero = torch.zeros((), device=loss.device)
+        reward = policy_stats.get("reward", loss_corrupted.detach() if self.strategy.corrupts else zero)
+        return {
+            "loss": loss.detach(),
+            "loss_clean": loss_clean.detach(),
+            "loss_corrupted": loss_corrupted.detach(),
+            "reward": reward,
+            "policy_entropy": policy_stats.get("policy_entropy", zero),
+            "baseline": policy_stats.get("baseline", zero),
+            "skipped": torch.full((), 0.0 if ok else 1.0, device=loss.device),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Action space identity, strategy name, policy + its optimizer + baseline, step counts.
+
+        The detector and its optimizer are not included (save them as usual).
+        """
+        return {
+            "action_space": self.action_space.state_dict(),
+            "strategy": self.strategy.name,
+            "strategy_state": self.strategy.state_dict(),
+            "num_steps": self.num_steps,
+            "num_skipped": self.num_skipped,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
+        raised before anything changes."""
+        if not isinstance(state, dict) or "action_space" not in state:
+            raise ValueError("state must be a dict from AdversarialCorruptionTrainer.state_dict()")
+        mine = self.action_space.state_dict()
+        if state["action_space"] != mine:
+            raise ValueError(
+                f"state was saved with a different action space: {state['action_space']}; this "
+                f"trainer's action space is {mine}"
+            )
+        if state.get("strategy") != self.strategy.name:
+            raise ValueError(
+                f"state was saved with strategy {state.get('strategy')!r}; this trainer uses "
+                f"{self.strategy.name!r}"
+            )
+        self.strategy.load_state_dict(state.get("strategy_state", {}))
+        self.num_steps = int(state.get("num_steps", 0))
+        self.num_skipped = int(state.get("num_skipped", 0))
+        self.consecutive_skips = 0
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_images(self, images: object) -> int:
+        validate_images(images, "images")
+        assert isinstance(images, Tensor)
+        pol = self.policy
+        if pol is not None and images.shape[1] != getattr(pol, "in_channels", images.shape[1]):
+            raise ValueError(
+                f"images must have C = {pol.in_channels} channel(s), as the policy was built with "
+                f"in_channels={pol.in_channels}; got shape {tuple(images.shape)}"
+            )
+        if images.shape[0] == 0:
+            raise ValueError("images must hold at least one sample; got an empty batch")
+        return int(images.shape[0])
+
+    @staticmethod
+    def _check_masks(masks: object, images: Tensor) -> Tensor:
+        if not isinstance(masks, Tensor):
+            raise TypeError(f"masks must be a torch.Tensor of shape (B, 1, H, W); got {type(masks).__name__}")
+        if masks.ndim != 4 or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+            raise ValueError(
+                f"masks must have shape (B, 1, H, W) = ({images.shape[0]}, 1, {images.shape[2]}, "
+                f"{images.shape[3]}) to match images; got {tuple(masks.shape)}"
+            )
+        return masks if masks.is_floating_point() else masks.float()
+
+    def _model_channels_last(self) -> bool:
+        for p in self.model.parameters():
+            if p.ndim == 4:
+                return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        return False
+
+    def _per_sample_loss(self, outputs: object, targets: Tensor) -> Tensor:
+        if isinstance(outputs, Tensor):
+            heads = [outputs]
+        elif isinstance(outputs, (list, tuple)) and outputs and all(isinstance(o, Tensor) for o in outputs):
+            heads = list(outputs)
+        elif isinstance(outputs, dict) and isinstance(outputs.get("out"), Tensor):
+            heads = [outputs["out"]]
+        else:
+            raise TypeError(
+                "model output must be a tensor of logits, a non-empty list/tuple of them (deep "
+                f"supervision) or a dict with key 'out'; got {_describe(outputs)}"
+            )
+        n = targets.shape[0]
+        total: Tensor | None = None
+        for i, h in enumerate(heads):
+            if h.ndim != 4 or h.shape[0] != n or h.shape[-2:] != targets.shape[-2:]:
+                raise ValueError(
+                    f"model output {i} must have shape ({n}, *, {targets.shape[-2]}, {targets.shape[-1]}) "
+                    f"to match the masks' spatial size; got {tuple(h.shape)}"
+                )
+            per = self.loss_fn(h, targets)
+            if not isinstance(per, Tensor) or per.shape != (n,):
+                got = tuple(per.shape) if isinstance(per, Tensor) else type(per).__name__
+                raise ValueError(
+                    f"loss_fn must return per-sample losses of shape (N,) = ({n},); got {got}. The "
+                    "trainer needs one loss per image: the clean and corrupted halves are weighted "
+                    "separately (Eq. 1) and each corrupted image's loss is the policy's reward. "
+                    "Use e.g. SoftIoULoss(reduction='none')."
+                )
+            per = per.float()
+            total = per if total is None else total + per
+        assert total is not None
+        return total / len(heads)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, dict):
+        return f"dict with keys {sorted(map(str, obj))}"
+    if isinstance(obj, (list, tuple)):
+        return f"{type(obj).__name__} of {[type(o).__name__ for o in obj]}"
+    return type(obj).__name__

@@ -1,0 +1,147 @@
+"""Overhead of one AdversarialCorruptionTrainer step against a plain training step.
+
+Both steps process the same 2B batch with the same model, loss and optimizer:
+
+* plain:   ``cat[x, x]`` -> forward -> per-sample SoftIoU -> backward -> optimizer step;
+* trainer: ``AdversarialCorruptionTrainer.step(x, y)``: policy forward + sampling, corruption,
+  ``cat[x, x_hat]`` -> forward -> loss -> backward -> optimizer step -> REINFORCE update.
+
+Time: median wall time per step over ``--steps`` steps after ``--warmup`` steps (CUDA: with
+``torch.cuda.synchronize()`` around each step). Peak memory: on CUDA ``torch.cuda.max_memory_allocated``
+after ``reset_peak_memory_stats`` (minus the memory allocated before the first step); on CPU each
+variant runs in its own fresh subprocess and the peak is the process's peak resident set size
+(``resource.getrusage(...).ru_maxrss``) minus its resident set size just before the first step,
+i.e. the extra memory the steps needed (activations, gradients, optimizer state, corruption buffers).
+
+Usage::
+
+    python benchmarks/trainer_overhead.py                 # CPU, smp Unet(resnet18), 256x256, B=8
+    python benchmarks/trainer_overhead.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import torch
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * (resource.getpagesize() // 1024)
+
+
+def _build(args: argparse.Namespace) -> tuple[Any, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = smp.Unet(args.encoder, encoder_weights=None, in_channels=1, classes=1).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 1, args.size, args.size, generator=g).to(device)
+    y = (torch.rand(args.batch, 1, args.size, args.size, generator=g) > 0.995).float().to(device)
+    return model, opt, x, y
+
+
+def _worker(args: argparse.Namespace) -> dict[str, float]:
+    from advcorrupt.losses import SoftIoULoss
+    from advcorrupt.policy import ActionSpace
+    from advcorrupt.trainer import AdversarialCorruptionTrainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, opt, x, y = _build(args)
+    device = x.device
+    loss_fn = SoftIoULoss(reduction="none")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else None
+
+    if args.mode == "plain":
+        def step() -> None:
+            inp = torch.cat([x, x])
+            if amp is not None:
+                with amp:
+                    per = loss_fn(model(inp), torch.cat([y, y]))
+            else:
+                per = loss_fn(model(inp), torch.cat([y, y]))
+            loss = per[: x.shape[0]].mean() + per[x.shape[0]:].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    else:
+        gen = torch.Generator(device=device).manual_seed(0)
+        trainer = AdversarialCorruptionTrainer(
+            model, opt, action_space=ActionSpace(), generator=gen,
+            autocast_dtype=torch.bfloat16 if args.bf16 else None,
+            skip_non_finite=not args.no_skip_check,
+        )
+
+        def step() -> None:
+            trainer.step(x, y)
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rss0 = _rss_kib()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(args.warmup + args.steps):
+        sync()
+        t = time.perf_counter()
+        step()
+        sync()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t)
+    if device.type == "cuda":
+        peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    return {"time_s": statistics.median(times), "peak_mib": peak_mib}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for both variants")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--no-skip-check", action="store_true", help="trainer: skip_non_finite=False (no sync)")
+    p.add_argument("--mode", choices=["plain", "trainer"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.mode:
+        print(json.dumps(_worker(args)))
+        return
+    results = {}
+    for mode in ("plain", "trainer"):
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--mode", mode]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results[mode] = json.loads(out.strip().splitlines()[-1])
+    pl, tr = results["plain"], results["trainer"]
+    mem = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS delta"
+    print(f"Unet({args.encoder}) {args.size}x{args.size}, B={args.batch} (2B={2 * args.batch} per forward), "
+          f"device={args.device}, bf16={args.bf16}, median of {args.steps} steps after {args.warmup} warm-up")
+    print(f"| step | time / step (s) | peak memory (MiB, {mem}) |")
+    print("|---|---|---|")
+    print(f"| plain (cat[x, x]) | {pl['time_s']:.3f} | {pl['peak_mib']:.0f} |")
+    print(f"| AdversarialCorruptionTrainer.step | {tr['time_s']:.3f} | {tr['peak_mib']:.0f} |")
+    print(f"| ratio trainer / plain | {tr['time_s'] / pl['time_s']:.3f} | {tr['peak_mib'] / pl['peak_mib']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
