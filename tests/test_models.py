@@ -15,6 +15,12 @@ from advcorrupt.models.dnanet import ChannelAttention, ResAttentionBlock, Spatia
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
+
+def _library_models() -> list[str]:
+    """Models the library registers (tests elsewhere register throwaway ones of their own)."""
+    return [n for n in list_models() if _registry._MODELS[n].__module__.startswith("advcorrupt.models")]
+
+
 # Published parameter counts (one input channel): DNANet 4.697M (Li et al., TIP 2023, as listed
 # by BALISTD Tables 5-6 and BasicIRSTD), ACM 0.398M (Dai et al., WACV 2021, same sources).
 # SFIM-DNANet has no published count: it only has to be larger than DNANet.
@@ -33,10 +39,10 @@ def _n_params(model: nn.Module) -> int:
 
 
 def test_every_registered_model_is_covered_by_these_tests() -> None:
-    assert set(list_models()) == set(PUBLISHED_PARAMS) == set(DEEP_SUPERVISION) == set(TINY)
+    assert set(_library_models()) == set(PUBLISHED_PARAMS) == set(DEEP_SUPERVISION) == set(TINY)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _library_models())
 def test_parameter_count_matches_the_published_one(name: str) -> None:
     n = _n_params(create_model(name, in_channels=1))
     published = PUBLISHED_PARAMS[name]
@@ -46,7 +52,7 @@ def test_parameter_count_matches_the_published_one(name: str) -> None:
         assert abs(n - published) / published < 0.02, f"{name}: {n} parameters vs published {published:.0f}"
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _library_models())
 def test_eval_forward_on_odd_size_returns_finite_logits_of_the_input_size(name: str) -> None:
     model = create_model(name).eval()
     x = torch.rand(1, 1, 17, 23)
@@ -57,7 +63,7 @@ def test_eval_forward_on_odd_size_returns_finite_logits_of_the_input_size(name: 
     assert (y < 0).any() or (y > 1).any() or y.std() > 0  # logits, not a constant map
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _library_models())
 def test_train_forward_backward_reaches_every_parameter(name: str) -> None:
     model = create_model(name, **TINY[name]).train()
     x = torch.rand(2, 1, 17, 23)
@@ -92,7 +98,7 @@ def test_deep_supervision_off_gives_a_single_map_in_training() -> None:
     assert _n_params(model) < _n_params(create_model("dnanet", **TINY["dnanet"]))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _library_models())
 def test_models_take_three_channel_images_and_reject_the_wrong_channel_count(name: str) -> None:
     model = create_model(name, in_channels=3, **TINY[name]).eval()
     with torch.no_grad():
@@ -124,7 +130,7 @@ def test_registering_a_name_twice_warns_and_list_models_filters() -> None:
         register_model(tiny)
         with pytest.warns(UserWarning, match="already registered"):
             register_model(tiny)
-        assert list_models("tin*") == ["tiny"]
+        assert list_models("tin?") == ["tiny"]
         assert isinstance(create_model("tiny", in_channels=2), nn.Conv2d)
     finally:
         _registry._MODELS.pop("tiny", None)
@@ -135,7 +141,7 @@ def test_registering_a_name_twice_warns_and_list_models_filters() -> None:
 
 @cuda_only
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _library_models())
 def test_channels_last_model_on_cuda_matches_contiguous(name: str) -> None:
     model = create_model(name).cuda().eval()
     x = torch.rand(2, 1, 64, 80, device="cuda")
