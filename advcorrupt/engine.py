@@ -346,6 +346,8 @@ def _pick_device(config: TrainConfig, d: _Dist) -> torch.device:
             raise ValueError(f"device {name!r} was asked for, but CUDA is not available here; use --device cpu")
         if d.world > 1:
             device = torch.device("cuda", d.local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     return device
 
