@@ -174,3 +174,23 @@ def test_sfim_dnanet_trains_under_cuda_autocast() -> None:
     assert all(o.dtype == torch.bfloat16 for o in outs)
     sum(o.float().mean() for o in outs).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", _library_models())
+def test_logit_layers_start_at_the_target_prior_unless_disabled(name: str) -> None:
+    import math
+
+    def logit_biases(model: nn.Module) -> list[torch.Tensor]:
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1 and m.bias is not None]
+        assert convs, "every ISTD model ends in a 1-channel logit convolution with a bias"
+        return [c.bias.detach() for c in convs]
+
+    small = TINY[name]
+    for b in logit_biases(create_model(name, **small)):
+        assert torch.allclose(b, torch.full_like(b, math.log(0.01 / 0.99)))
+    for b in logit_biases(create_model(name, prior_prob=0.2, **small)):
+        assert torch.allclose(b, torch.full_like(b, math.log(0.2 / 0.8)))
+    for b in logit_biases(create_model(name, prior_prob=None, **small)):
+        assert torch.equal(b, torch.zeros_like(b))
+    with pytest.raises(ValueError, match="prior_prob"):
+        create_model(name, prior_prob=1.5, **small)

@@ -11,7 +11,9 @@ and followed by a 3x3 conv-BN-ReLU. This is the configuration behind the 0.398M 
 for ACM in BALISTD's Tables 5-6 and in the BasicIRSTD benchmark (see ``docs/models.md`` for the
 measured count).
 
-Weights: Kaiming-normal (fan_out, ReLU) convolutions, zero biases, BatchNorm (1, 0). The stem
+Weights: Kaiming-normal (fan_out, ReLU) convolutions, zero biases except the logit layer's, which
+starts at the target prior ``log(p / (1 - p))`` with ``prior_prob`` p = 0.01 (``None``: zero, as
+published; see ``init_logit_bias``), BatchNorm (1, 0). The stem
 starts with a non-affine BatchNorm of the input, as the published model does. Inputs of any size
 are replicate-padded to a multiple of 16 (stride-2 stem, max-pool and two stride-2 stages) and
 the logits cropped back. Training needs a batch of at least 2 (BatchNorm after global pooling).
@@ -25,7 +27,7 @@ import torch  # noqa: F401  (used by the docstring examples)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import check_image_batch, init_weights, pad_to_multiple
+from ._common import check_image_batch, init_logit_bias, init_weights, pad_to_multiple
 from ._registry import register_model
 
 __all__ = ["ACM", "AsymBiChaFuse", "BasicBlock", "acm"]
@@ -125,6 +127,7 @@ class ACM(nn.Module):
         num_classes: output logit channels.
         channels: stem width then the widths of the three stages, e.g. [8, 16, 32, 64].
         layers: basic blocks per stage (the decoder stages reuse the first two counts).
+        prior_prob: initial target probability of the logit layer (``None``: zero bias).
 
     Shape:
         - Input: (B, in_channels, H, W), any H and W. Output: (B, num_classes, H, W) logits.
@@ -143,6 +146,7 @@ class ACM(nn.Module):
         num_classes: int = 1,
         channels: Sequence[int] = (8, 16, 32, 64),
         layers: Sequence[int] = (3, 3, 3),
+        prior_prob: float | None = 0.01,
     ) -> None:
         super().__init__()
         if len(channels) != 4 or len(layers) != 3:
@@ -186,6 +190,7 @@ class ACM(nn.Module):
             nn.Conv2d(inter, num_classes, 1),
         )
         init_weights(self)
+        init_logit_bias([self.head[-1]], prior_prob)
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, self.in_channels)

@@ -15,7 +15,9 @@ attention modules are replaced by the spatial-frequency interaction module
 (:class:`advcorrupt.layers.SFIM`), "we replace the spatial-channel attention modules of the
 baseline with SFIM".
 
-Weights: Kaiming-normal (fan_out, ReLU) convolutions, zero biases, BatchNorm (1, 0); SFIM keeps
+Weights: Kaiming-normal (fan_out, ReLU) convolutions, zero biases except the logit heads', which
+start at the target prior ``log(p / (1 - p))`` with ``prior_prob`` p = 0.01 (``None``: zero, as
+published), BatchNorm (1, 0); SFIM keeps
 its own initialisation (identity at start). Inputs of any size are replicate-padded to a multiple
 of 16 (four 2x poolings) and the logits cropped back.
 """
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers.sfim import SFIM
-from ._common import check_image_batch, init_weights, pad_to_multiple
+from ._common import check_image_batch, init_logit_bias, init_weights, pad_to_multiple
 from ._registry import register_model
 
 __all__ = ["ChannelAttention", "DNANet", "ResAttentionBlock", "SpatialAttention", "dnanet", "sfim_dnanet"]
@@ -165,6 +167,7 @@ class DNANet(nn.Module):
         deep_supervision: four heads (a list of four logit maps in training mode, the final map in
             eval mode); ``False`` builds a single head.
         attention: ``"cbam"`` (DNANet) or ``"sfim"`` (SFIM-DNANet, BALISTD).
+        prior_prob: initial target probability of the logit heads (``None``: zero bias).
 
     Shape:
         - Input: (B, in_channels, H, W), any H and W.
@@ -188,6 +191,7 @@ class DNANet(nn.Module):
         num_blocks: Sequence[int] = (2, 2, 2, 2),
         deep_supervision: bool = True,
         attention: str = "cbam",
+        prior_prob: float | None = 0.01,
     ) -> None:
         super().__init__()
         if len(filters) != 5 or len(num_blocks) != 4:
@@ -226,6 +230,7 @@ class DNANet(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(f[0], num_classes, 1) for _ in range(n_heads))
 
         init_weights(self)
+        init_logit_bias(self.heads, prior_prob)
         for m in self.modules():
             if isinstance(m, SFIM):
                 m.reset_parameters()
