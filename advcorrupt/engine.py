@@ -496,19 +496,10 @@ def _restore(
         model, state["model"], source, saved_name=saved_cfg.model,
         expected_name=config.model if config is not None else None,
     )
-    tstate = state["trainer"]
-    if not isinstance(tstate, Mapping) or "action_space" not in tstate:
-        raise CheckpointError(f"{source} has no usable trainer state (expected a dict with 'action_space')")
-    space = trainer.action_space.state_dict()
-    if tstate["action_space"] != space:
-        raise CheckpointError(
-            f"{source} was trained with a different action space {tstate['action_space']}; expected this run's "
-            f"{space} (same --corruptions and --severities)"
-        )
-    if tstate.get("strategy") != trainer.strategy.name:
-        raise CheckpointError(
-            f"{source} was trained with strategy {tstate.get('strategy')!r}; expected {trainer.strategy.name!r}"
-        )
+    try:
+        trainer.check_state_dict(state["trainer"])
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {e} (use the run's --strategy, --corruptions and --severities)") from None
     _check_optimizer_state(optimizer, state["optimizer"], source)
     if config is not None:
         saved, now = saved_cfg.to_dict(), config.to_dict()

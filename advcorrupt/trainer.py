@@ -336,22 +336,26 @@ class AdversarialCorruptionTrainer:
             "num_skipped": self.num_skipped,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
-        raised before anything changes."""
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ``ValueError`` (changing nothing) unless ``state`` fits this trainer."""
         if not isinstance(state, dict) or "action_space" not in state:
             raise ValueError("state must be a dict from AdversarialCorruptionTrainer.state_dict()")
         mine = self.action_space.state_dict()
         if state["action_space"] != mine:
             raise ValueError(
-                f"state was saved with a different action space: {state['action_space']}; this "
-                f"trainer's action space is {mine}"
+                f"state was saved with a different action space {state['action_space']}; expected this "
+                f"trainer's {mine}"
             )
         if state.get("strategy") != self.strategy.name:
             raise ValueError(
-                f"state was saved with strategy {state.get('strategy')!r}; this trainer uses "
+                f"state was saved with strategy {state.get('strategy')!r}; expected this trainer's "
                 f"{self.strategy.name!r}"
             )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
+        raised before anything changes."""
+        self.check_state_dict(state)
         self.strategy.load_state_dict(state.get("strategy_state", {}))
         self.num_steps = int(state.get("num_steps", 0))
         self.num_skipped = int(state.get("num_skipped", 0))

@@ -280,7 +280,7 @@ def test_a_failed_restore_names_the_problem_and_changes_nothing(trained_run: Pat
     elif case == "other_action_space":
         state["trainer"]["action_space"]["severities"] = [1, 2, 3]
         save_checkpoint(state, bad)
-        expected = r"different action space .*'severities': \[1, 2, 3\].*expected this run's .*'severities': \[1, 2\]"
+        expected = r"different action space .*'severities': \[1, 2, 3\].*expected this trainer's .*'severities': \[1, 2\]"
     else:
         state["config"]["seed"] = 7
         save_checkpoint(state, bad)
