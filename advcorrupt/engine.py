@@ -521,7 +521,7 @@ def _restore(
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        trainer.load_state_dict(dict(tstate))
+        trainer.load_state_dict(dict(state["trainer"]))
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
