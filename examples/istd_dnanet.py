@@ -39,8 +39,8 @@ from advcorrupt.engine import TrainConfig, build_datasets, fit, load_model
 PROFILES: dict[str, dict[str, object]] = {
     # A few minutes on a 2-core CPU. The policy's lr is raised from the paper's 1e-4 because a
     # run this short gives it only a few hundred updates (see docs/trainer.md).
-    "demo": dict(model="acm", epochs=4, batch_size=8, synthetic_train=192, synthetic_test=48, synthetic_size=96,
-                 lr=2e-3, policy_lr=1e-2, eval_every=4),
+    "demo": dict(model="acm", epochs=10, batch_size=8, synthetic_train=256, synthetic_test=48, synthetic_size=96,
+                 lr=5e-3, policy_lr=1e-2, eval_every=5),
     # Under 45 minutes per strategy on a 2-core CPU: ACM, 256x256 patches, 80 epochs of NUAA-SIRST
     # (2080 steps). Adam at 5e-3 instead of 5e-4: the paper's rate needs far more steps than this.
     "quick": dict(model="acm", epochs=80, batch_size=8, patch_size=256, lr=5e-3, policy_lr=1e-2, eval_every=20),
