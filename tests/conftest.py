@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,12 @@ def nuaa_root() -> Path:
     if not (NUAA_ROOT / "images").is_dir():
         pytest.skip(f"NUAA-SIRST not found at {NUAA_ROOT}")
     return NUAA_ROOT
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for modules of many tiny steps: faster, and immune to CPU contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

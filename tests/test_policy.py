@@ -26,13 +26,7 @@ from advcorrupt.trainer import AdversarialCorruptionTrainer
 TOY = ("toy_up", "toy_down", "toy_same_a", "toy_same_b")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """These tests run many tiny steps: one intra-op thread is faster and immune to CPU contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

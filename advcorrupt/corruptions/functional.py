@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._registry import validate_images
+
 __all__ = [
     "brightness",
     "contrast",
@@ -44,18 +46,7 @@ __all__ = [
 # helpers
 # --------------------------------------------------------------------------------------------
 def _check_x(x: object, argname: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{argname} must be a torch.Tensor of shape (B, C, H, W); got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{argname} must be float in [0, 1] with shape (B, C, H, W); got {x.dtype} of shape "
-            f"{tuple(x.shape)}"
-        )
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(
-            f"{argname} must have shape (B, C, H, W) with C in {{1, 3}}; got shape {tuple(x.shape)}"
-        )
-    return x
+    return validate_images(x, argname)
 
 
 def _param(p: Tensor | float, x: Tensor, argname: str) -> Tensor:
