@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--policy-lr", type=float, default=None)
+    p.add_argument("--reinforce-kwargs", type=json.loads, default=None,
+                   help='JSON for the policy updater, e.g. \'{"min_prob": 0.5, "entropy_coef": 0.05}\'')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default="runs/istd", help="one sub-folder per strategy, plus results.md/json")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = args.profile or ("quick" if args.data_root else "demo")
     template = dict(PROFILES[profile])
-    for key in ("model", "epochs", "steps_per_epoch", "batch_size", "lr", "policy_lr"):
+    for key in ("model", "epochs", "steps_per_epoch", "batch_size", "lr", "policy_lr", "reinforce_kwargs"):
         if getattr(args, key) is not None:
             template[key] = getattr(args, key)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
