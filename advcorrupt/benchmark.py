@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._outputs import output_heads
+
 __all__ = [
     "METRIC_KEYS",
     "CorruptedDataset",
@@ -205,16 +207,7 @@ def _to_logits(output: Any) -> Tensor:
     The trainer accepts the same three forms (it averages the loss over the heads); at inference
     the final head is the prediction, as in DNANet.
     """
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, (list, tuple)) and output and all(isinstance(o, Tensor) for o in output):
-        return output[-1]
-    if isinstance(output, Mapping) and isinstance(output.get("out"), Tensor):
-        return output["out"]
-    raise TypeError(
-        "model output must be a Tensor of logits, a non-empty list/tuple of them (deep supervision; "
-        f"the last head is evaluated) or a dict with key 'out'; got {type(output).__name__}"
-    )
+    return output_heads(output)[-1]
 
 
 def _model_device_dtype(model: Callable[..., Any]) -> tuple[torch.device, torch.dtype]:

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .corruptions._registry import validate_images
+from ._outputs import output_heads
 from .losses import SoftIoULoss
 from .policy.action_space import ActionSpace
 from .policy.reinforce import PolicySample
@@ -393,17 +394,7 @@ class AdversarialCorruptionTrainer:
         return False
 
     def _per_sample_loss(self, outputs: object, targets: Tensor) -> Tensor:
-        if isinstance(outputs, Tensor):
-            heads = [outputs]
-        elif isinstance(outputs, (list, tuple)) and outputs and all(isinstance(o, Tensor) for o in outputs):
-            heads = list(outputs)
-        elif isinstance(outputs, dict) and isinstance(outputs.get("out"), Tensor):
-            heads = [outputs["out"]]
-        else:
-            raise TypeError(
-                "model output must be a tensor of logits, a non-empty list/tuple of them (deep "
-                f"supervision) or a dict with key 'out'; got {_describe(outputs)}"
-            )
+        heads = output_heads(outputs)
         n = targets.shape[0]
         total: Tensor | None = None
         for i, h in enumerate(heads):
@@ -431,11 +422,3 @@ def _distributed() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _describe(obj: object) -> str:
-    if isinstance(obj, dict):
-        return f"dict with keys {sorted(map(str, obj))}"
-    if isinstance(obj, (list, tuple)):
-        return f"{type(obj).__name__} of {[type(o).__name__ for o in obj]}"
-    return type(obj).__name__
