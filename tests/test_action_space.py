@@ -129,3 +129,47 @@ def test_apply_on_cuda_matches_cpu_for_deterministic_and_replays_random() -> Non
     kind, _ = space.decode(actions)
     det = torch.tensor([space.corruptions[k] not in RANDOM for k in kind.tolist()])
     assert (a.cpu()[det] - ref[det]).abs().mean() < 5e-4
+
+
+# ----------------------------------------------------------------------------- fused grouping
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("severities", [(1, 2, 3), (1, 3, 5)])
+def test_fused_grouping_equals_subset_for_deterministic_corruptions(channels: int, severities: tuple) -> None:
+    fused, subset = ActionSpace(severities=severities, grouping="fused"), ActionSpace(severities=severities)
+    x = torch.rand(2 * fused.size, channels, 23, 19, generator=torch.Generator().manual_seed(0))
+    actions = torch.arange(fused.size).repeat(2)
+    a, b = fused.apply(x, actions), subset.apply(x, actions)
+    kind, _ = fused.decode(actions)
+    det = torch.tensor([fused.corruptions[k] not in RANDOM for k in kind.tolist()])
+    torch.testing.assert_close(a[det], b[det], atol=2e-5, rtol=0)
+    assert not torch.equal(a[~det], x[~det])  # random corruptions still corrupt
+
+
+def test_fused_grouping_replays_and_draws_each_noise_at_its_strength() -> None:
+    space = ActionSpace(["gaussian_noise", "shot_noise", "impulse_noise", "contrast"], grouping="fused")
+    x = torch.full((8, 1, 64, 64), 0.5)
+    actions = torch.tensor([0, 2, 3, 5, 6, 8, 9, 11])  # each noise at levels 1 and 3, contrast 1 and 3
+    a = space.apply(x, actions, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, space.apply(x, actions, generator=torch.Generator().manual_seed(4)))
+    std = (a - x).std(dim=(1, 2, 3))
+    assert std[0] == pytest.approx(0.08, rel=0.1) and std[1] == pytest.approx(0.18, rel=0.1)
+    assert std[2] == pytest.approx((0.5 / 60) ** 0.5, rel=0.1) and std[3] == pytest.approx((0.5 / 12) ** 0.5, rel=0.1)
+    frac = (a[4:6] != 0.5).float().mean(dim=(1, 2, 3))
+    assert torch.allclose(frac, torch.tensor([0.03, 0.09]), atol=0.015)
+    torch.testing.assert_close(a[6:], corrupt(x[6:], "contrast", torch.tensor([1, 3])))
+
+
+def test_fused_grouping_runs_user_corruptions_and_lone_family_members_masked() -> None:
+    names = ["gaussian_blur", "brightness", "shot_noise"]  # no family has two members here
+    fused, subset = ActionSpace(names, grouping="fused"), ActionSpace(names, grouping="subset")
+    assert fused._families == []
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    actions = torch.tensor([0, 1, 2, 3, 4, 5])
+    torch.testing.assert_close(fused.apply(x, actions), subset.apply(x, actions), atol=2e-5, rtol=0)
+
+
+def test_grouping_auto_is_fused_off_cpu() -> None:
+    space = ActionSpace()
+    assert space._resolve_grouping(torch.device("cpu")) == "subset"
+    assert space._resolve_grouping(torch.device("cuda")) == "fused"
+    assert [f.members[0] for f, _ in space._families] == ["gaussian_noise", "defocus_blur"]

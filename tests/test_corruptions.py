@@ -588,3 +588,78 @@ def test_no_warnings_on_plain_use() -> None:
         warnings.simplefilter("error")
         for name in BUILTINS:
             corrupt(torch.rand(2, 1, 12, 12), name, 2, generator=torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------------------------------------
+# fixed-shape kernels for mixed batches (noise_mix, blur_mix)
+# ------------------------------------------------------------------------------------------
+def test_blur_mix_equals_each_blur_per_sample_with_the_same_generator() -> None:
+    x = torch.rand(6, 1, 40, 36, generator=torch.Generator().manual_seed(3))
+    which = torch.tensor([0, 1, 2, 2, 1, 0])
+    r_def, alias = torch.tensor([3.0, 4, 6, 10, 3, 10]), torch.tensor([0.1, 0.5, 0.5, 0.5, 0.1, 0.5])
+    r_mot, s_mot = torch.tensor([10.0, 15, 15, 20, 10, 15]), torch.tensor([3.0, 5, 8, 15, 3, 12])
+    s_gau = torch.tensor([1.0, 2, 3, 6, 1, 4])
+    mixed = Fc.blur_mix(
+        x, which, defocus=(r_def, alias), motion=(r_mot, s_mot), gaussian_sigma=s_gau, pad=40,
+        generator=torch.Generator().manual_seed(7),
+    )
+    alone = {
+        0: Fc.defocus_blur(x, r_def, alias),
+        1: Fc.motion_blur(x, r_mot, s_mot, generator=torch.Generator().manual_seed(7)),  # same angle draw
+        2: Fc.gaussian_blur(x, s_gau),
+    }
+    for i, k in enumerate(which.tolist()):
+        torch.testing.assert_close(mixed[i], alone[k][i], atol=2e-5, rtol=0)
+
+
+def test_blur_mix_default_pad_equals_a_larger_static_pad() -> None:
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(1))
+    which, s = torch.tensor([2, 5]), torch.tensor([1.0, 2.0])  # 5: no blur
+    exact = Fc.blur_mix(x, which, gaussian_sigma=s)
+    torch.testing.assert_close(exact, Fc.blur_mix(x, which, gaussian_sigma=s, pad=30), atol=2e-5, rtol=0)
+    torch.testing.assert_close(exact[1], x[1], atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("code", "name", "param"), [(0, "gaussian_noise", 0.18), (1, "shot_noise", 12.0)])
+def test_noise_mix_residuals_match_the_single_kernel_in_distribution(code: int, name: str, param: float) -> None:
+    x = torch.rand(4, 1, 128, 128, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    which = torch.full((4,), code)
+    kw = {"sigma": param} if code == 0 else {"lam": param}
+    mixed = Fc.noise_mix(x, which, **kw, generator=torch.Generator().manual_seed(1)) - x
+    single = getattr(Fc, name)(x, param, generator=torch.Generator().manual_seed(2)) - x
+    assert abs(float(mixed.std() / single.std()) - 1) < 0.03
+    assert abs(float(mixed.mean() - single.mean())) < 0.02 * float(single.std())
+
+
+def test_noise_mix_impulse_replaces_the_right_fraction_half_salt() -> None:
+    x = torch.full((2, 1, 200, 200), 0.5)
+    amount = torch.tensor([0.03, 0.27])
+    out = Fc.noise_mix(x, torch.tensor([2, 2]), amount=amount, generator=torch.Generator().manual_seed(0))
+    changed = (out != 0.5).float().mean((1, 2, 3))
+    assert torch.allclose(changed, torch.tensor([0.03, 0.27]), atol=0.005)
+    assert set(out.unique().tolist()) == {0.0, 0.5, 1.0}
+    salt = (out == 1).float().sum() / (out != 0.5).float().sum()
+    assert abs(float(salt) - 0.5) < 0.02
+
+
+def test_noise_mix_gives_each_sample_its_own_noise_and_keeps_others() -> None:
+    x = torch.full((4, 1, 64, 64), 0.5)
+    out = Fc.noise_mix(
+        x, torch.tensor([0, 1, 2, 3]), sigma=0.12, lam=25.0, amount=0.09, generator=torch.Generator().manual_seed(0)
+    )
+    res = out - x
+    assert 0.1 < float(res[0].std()) < 0.14  # Gaussian: std 0.12, continuous values
+    assert float(res[1].std()) == pytest.approx((0.5 / 25.0) ** 0.5, rel=0.1)  # Poisson: var = x / lam
+    assert torch.allclose(out[1] * 25.0, (out[1] * 25.0).round(), atol=1e-4)  # counts / lam
+    assert set(out[2].unique().tolist()) == {0.0, 0.5, 1.0}
+    assert torch.equal(out[3], x[3])
+
+
+def test_noise_mix_replays_and_keeps_dtype() -> None:
+    x = torch.rand(3, 3, 16, 16).to(torch.bfloat16)
+    kw = {"sigma": 0.1, "lam": 5.0, "amount": 0.1}
+    a = Fc.noise_mix(x, torch.tensor([0, 1, 2]), **kw, generator=torch.Generator().manual_seed(3))
+    b = Fc.noise_mix(x, torch.tensor([0, 1, 2]), **kw, generator=torch.Generator().manual_seed(3))
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b) and 0 <= float(a.min()) and float(a.max()) <= 1
+    with pytest.raises(ValueError, match=r"which must be a \(B,\) = \(3,\) tensor; got \(2,\)"):
+        Fc.noise_mix(x, torch.tensor([0, 1]), sigma=0.1)

@@ -250,7 +250,7 @@ def test_masked_grouping_equals_subset_grouping_for_deterministic_corruptions(na
 def test_grouping_auto_uses_subset_on_cpu_and_rejects_unknown_modes() -> None:
     space = ActionSpace(available()[:10])
     assert space.grouping == "auto" and space._resolve_grouping(torch.device("cpu")) == "subset"
-    assert space._resolve_grouping(torch.device("cuda")) == "masked"
+    assert space._resolve_grouping(torch.device("cuda")) == "fused"
     with pytest.raises(ValueError, match="grouping must be one of"):
         ActionSpace(available()[:10], grouping="fast")
 

@@ -3,19 +3,25 @@
 Level tables follow ``imagecorruptions`` (Hendrycks & Dietterich, ICLR 2019), the reference
 implementation of ImageNet-C; the kernels live in :mod:`advcorrupt.corruptions.functional`.
 Registration order is the public order of :func:`advcorrupt.corruptions.available`.
+
+``FAMILIES`` groups built-ins that one fixed-shape kernel can apply together to a batch where each
+sample has its own corruption (:func:`~advcorrupt.corruptions.functional.noise_mix`,
+:func:`~advcorrupt.corruptions.functional.blur_mix`); ``ActionSpace(grouping="fused")`` uses them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from . import functional as Fc
-from ._registry import CorruptionFn, register
+from ._registry import CorruptionFn, CorruptionSpec, get, register
 
-__all__ = ["LEVELS"]
+__all__ = ["FAMILIES", "Family", "LEVELS", "is_builtin_spec"]
 
 # name -> (category, parameter names, five levels). Single source for registration and docs.
 LEVELS: dict[str, tuple[str, tuple[str, ...], tuple[tuple[float, ...], ...]]] = {
@@ -89,3 +95,81 @@ def _pixelate(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor
 @_reg("jpeg_compression")
 def _jpeg_compression(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
     return Fc.jpeg_compression(x, p)
+
+
+# The kernel each built-in name was registered with (a user may replace a name; then it is no
+# longer a built-in for fusion).
+_BUILTIN_FNS: dict[str, CorruptionFn] = {
+    "gaussian_noise": _gaussian_noise, "shot_noise": _shot_noise, "impulse_noise": _impulse_noise,
+    "defocus_blur": _defocus_blur, "motion_blur": _motion_blur, "gaussian_blur": _gaussian_blur,
+    "brightness": _brightness, "contrast": _contrast, "pixelate": _pixelate,
+    "jpeg_compression": _jpeg_compression,
+}  # fmt: skip
+
+
+def is_builtin_spec(spec: CorruptionSpec) -> bool:
+    """Whether ``spec`` is a built-in with its own kernel and levels (not replaced by a user)."""
+    return spec.fn is _BUILTIN_FNS.get(spec.name) and spec.levels == LEVELS[spec.name][2]
+
+
+FamilyFn = Callable[[Tensor, Tensor, Tensor, Sequence[str], Sequence[int], "torch.Generator | None"], Tensor]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Built-ins one fixed-shape kernel applies together, each sample its own member.
+
+    Attributes:
+        members: the member names; ``fn``'s ``which`` indexes this tuple.
+        fn: ``fn(x, which, severity, present, severities, generator)``: ``which`` (B,) long is each
+            sample's member index (any other value: leave the sample as it is), ``severity`` (B,)
+            its 1-based level, ``present`` the members that some sample may draw and
+            ``severities`` the levels that may occur (they size the kernels statically).
+    """
+
+    members: tuple[str, ...]
+    fn: FamilyFn
+
+
+def _levels_max(name: str, severities: Sequence[int], col: int = 0) -> float:
+    return max(LEVELS[name][2][s - 1][col] for s in severities)
+
+
+def _noise_family(
+    x: Tensor, which: Tensor, severity: Tensor, present: Sequence[str], severities: Sequence[int],
+    generator: torch.Generator | None,
+) -> Tensor:
+    def p(name: str) -> Tensor | None:
+        return get(name).params_for(severity) if name in present else None
+
+    return Fc.noise_mix(
+        x, which, sigma=p("gaussian_noise"), lam=p("shot_noise"), amount=p("impulse_noise"), generator=generator
+    )
+
+
+def _blur_family(
+    x: Tensor, which: Tensor, severity: Tensor, present: Sequence[str], severities: Sequence[int],
+    generator: torch.Generator | None,
+) -> Tensor:
+    defocus = motion = sigma = None
+    reach = 0
+    if "defocus_blur" in present:
+        pd = get("defocus_blur").params_for(severity)
+        defocus = (pd[:, 0], pd[:, 1])
+        reach = max(reach, int(max(8.0, math.ceil(_levels_max("defocus_blur", severities)))))
+    if "motion_blur" in present:
+        pm = get("motion_blur").params_for(severity)
+        motion = (pm[:, 0], pm[:, 1])
+        reach = max(reach, 2 * int(math.ceil(_levels_max("motion_blur", severities))))
+    if "gaussian_blur" in present:
+        sigma = get("gaussian_blur").params_for(severity)
+        reach = max(reach, int(4.0 * _levels_max("gaussian_blur", severities) + 0.5))
+    return Fc.blur_mix(
+        x, which, defocus=defocus, motion=motion, gaussian_sigma=sigma, pad=reach, generator=generator
+    )
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(("gaussian_noise", "shot_noise", "impulse_noise"), _noise_family),
+    Family(("defocus_blur", "motion_blur", "gaussian_blur"), _blur_family),
+)

@@ -14,11 +14,19 @@ lists the formulas and every deliberate deviation.
 Convolutions pick their algorithm by kernel size: the Gaussian blur is separable (two
 depthwise 1-D convolutions); the defocus disk and the motion-blur line are large, non-separable
 kernels and are applied with a batched FFT, each sample with its own kernel.
+
+For a batch that mixes corruptions on an accelerator, :func:`noise_mix` (the three noises from one
+uniform draw) and :func:`blur_mix` (the three blurs as one FFT correlation with per-sample kernels
+padded to a fixed size) replace three kernels each, with shapes that do not depend on which sample
+drew which corruption: no host-device sync, and the work can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -27,16 +35,19 @@ from torch import Tensor
 from ._registry import validate_images
 
 __all__ = [
+    "blur_mix",
     "brightness",
     "contrast",
     "defocus_blur",
     "defocus_kernel",
     "gaussian_blur",
+    "gaussian_blur_kernel",
     "gaussian_noise",
     "impulse_noise",
     "jpeg_compression",
     "motion_blur",
     "motion_blur_kernel",
+    "noise_mix",
     "pixelate",
     "shot_noise",
 ]
@@ -70,6 +81,29 @@ def _finish(out: Tensor, x: Tensor) -> Tensor:
     return out.clamp_(0.0, 1.0).to(x.dtype) if out is not x else out.clamp(0.0, 1.0)
 
 
+_EMULATION = threading.local()
+
+
+@contextlib.contextmanager
+def _emulate_accelerator() -> Iterator[None]:
+    """Within this block CPU tensors take the accelerator code paths (no reads of device values).
+
+    Internal: lets CPU-only CI run the sync-free paths under a dispatch mode that fails on any
+    host read (``aten._local_scalar_dense``, ``nonzero``, boolean indexing).
+    """
+    before = getattr(_EMULATION, "on", False)
+    _EMULATION.on = True
+    try:
+        yield
+    finally:
+        _EMULATION.on = before
+
+
+def _host_reads_ok(device: torch.device) -> bool:
+    """Whether reading a tensor's values on the host is free: CPU, unless emulating an accelerator."""
+    return device.type == "cpu" and not getattr(_EMULATION, "on", False)
+
+
 def _bmax(p: Tensor, static: float | None) -> float:
     """Upper bound of ``p`` that sizes a padded kernel stack.
 
@@ -77,7 +111,7 @@ def _bmax(p: Tensor, static: float | None) -> float:
     host-device sync, so a ``static`` bound (the registry's level table) is used when given.
     The result does not depend on the bound (larger stacks are zero-padded), only the speed.
     """
-    if static is not None and p.device.type != "cpu":
+    if static is not None and not _host_reads_ok(p.device):
         return float(static)
     return float(p.max()) if p.numel() else 0.0
 
@@ -224,6 +258,68 @@ def impulse_noise(
     pos = pos.clamp_(max=n)  # slot n is a scratch column dropped below
     out = F.pad(x.reshape(b, n), (0, 1)).scatter_(1, pos, salt.to(x.dtype))
     return out[:, :n].reshape(x.shape)
+
+
+def noise_mix(
+    x: Tensor,
+    which: Tensor,
+    *,
+    sigma: Tensor | float | None = None,
+    lam: Tensor | float | None = None,
+    amount: Tensor | float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The three noises on one batch, each sample its own: one uniform draw for all of them.
+
+    Sample ``i`` gets :func:`gaussian_noise` (``which[i] == 0``), :func:`shot_noise` (1) or
+    :func:`impulse_noise` (2); any other value leaves it unchanged. Each is equal in distribution
+    to its own kernel: one uniform ``u`` per value gives the Gaussian draw ``sqrt(2) erfinv(2u - 1)``
+    and the salt-and-pepper decision (replaced if ``u < amount``, salt if ``u < amount / 2``), and
+    the Poisson draw runs on a rate that is zero outside shot-noise samples. Shapes do not depend
+    on ``which``: no host-device sync.
+
+    Args:
+        x: images, float in [0, 1].
+        which: per-sample noise: 0 Gaussian, 1 shot, 2 impulse.
+        sigma: per-sample Gaussian std (``None`` if no sample draws Gaussian noise).
+        lam: per-sample shot-noise photon count (``None`` if no sample draws shot noise).
+        amount: per-sample impulse fraction (``None`` if no sample draws impulse noise).
+        generator: optional generator on ``x``'s device.
+
+    Shape:
+        x: (B, C, H, W); which, sigma, lam, amount: (B,). Output: (B, C, H, W).
+
+    Returns:
+        The noisy images, dtype of ``x``, in [0, 1].
+
+    Example:
+        >>> import torch
+        >>> x = torch.full((3, 1, 8, 8), 0.5)
+        >>> noise_mix(x, torch.tensor([0, 1, 2]), sigma=0.1, lam=25.0, amount=0.09).shape
+        torch.Size([3, 1, 8, 8])
+    """
+    _check_x(x)
+    if not isinstance(which, Tensor) or which.shape != x.shape[:1]:
+        got = tuple(which.shape) if isinstance(which, Tensor) else type(which).__name__
+        raise ValueError(f"which must be a (B,) = ({x.shape[0]},) tensor; got {got}")
+    xf = x.float() if x.dtype != torch.float64 else x
+    kind = which.to(x.device).view(-1, 1, 1, 1)
+    u = torch.rand(xf.shape, generator=generator, device=x.device, dtype=xf.dtype)
+    out = xf
+    if sigma is not None:
+        s = _param(sigma, x, "sigma").to(xf.dtype).view(-1, 1, 1, 1)
+        # Midpoints of the uniform grid keep erfinv finite at both ends.
+        n = torch.erfinv(u.mul(2.0).sub_(1.0 - 2.0**-24).clamp_(-1.0 + 2.0**-24, 1.0 - 2.0**-24))
+        out = torch.where(kind == 0, n.mul_(math.sqrt(2.0) * s).add_(xf), out)
+    if lam is not None:
+        lm = _param(lam, x, "lam").to(xf.dtype).view(-1, 1, 1, 1)
+        rate = torch.where(kind == 1, xf.clamp(min=0.0) * lm, torch.zeros((), dtype=xf.dtype, device=x.device))
+        out = torch.where(kind == 1, torch.poisson(rate, generator=generator).div_(lm), out)
+    if amount is not None:
+        a = _param(amount, x, "amount").clamp(0.0, 1.0).to(xf.dtype).view(-1, 1, 1, 1)
+        salt = (u < a * 0.5).to(xf.dtype)
+        out = torch.where((kind == 2) & (u < a), salt, out)
+    return _finish(out if out is not xf else xf.clone(), x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,6 +563,124 @@ def gaussian_blur(x: Tensor, sigma: Tensor | float, *, max_sigma: float | None =
     y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
     y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
     return _finish(y.view(b, c, h, w), x)
+
+
+def gaussian_blur_kernel(sigma: Tensor, *, size: int) -> Tensor:
+    """2-D kernels of :func:`gaussian_blur` (truncate at ``int(4 sigma + 0.5)``), one per sample.
+
+    Args:
+        sigma: per-sample std in pixels.
+        size: side of the returned stack (odd); each kernel is centred and zero beyond its own
+            truncation radius.
+
+    Shape:
+        sigma: (B,). Output: (B, size, size), float32.
+
+    Returns:
+        The outer product of each sample's normalised 1-D kernel with itself.
+
+    Example:
+        >>> import torch
+        >>> k = gaussian_blur_kernel(torch.tensor([1.0, 2.0]), size=17)
+        >>> k.shape, bool(torch.allclose(k.sum((1, 2)), torch.ones(2)))
+        (torch.Size([2, 17, 17]), True)
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd int; got {size}")
+    s = sigma.float()
+    rad = (size - 1) // 2
+    t = torch.arange(-rad, rad + 1, device=s.device, dtype=torch.float32)
+    own = torch.floor(4.0 * s + 0.5)
+    k = torch.exp(-0.5 * (t[None] / s.clamp(min=1e-6)[:, None]) ** 2) * (t.abs()[None] <= own[:, None])
+    k = k / k.sum(1, keepdim=True)
+    return k[:, :, None] * k[:, None, :]
+
+
+def blur_mix(
+    x: Tensor,
+    which: Tensor,
+    *,
+    defocus: tuple[Tensor, Tensor] | None = None,
+    motion: tuple[Tensor, Tensor] | None = None,
+    gaussian_sigma: Tensor | None = None,
+    pad: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The three blurs on one batch, each sample its own, as one batched FFT correlation.
+
+    Sample ``i`` gets :func:`defocus_blur` (``which[i] == 0``, reflect-101 borders),
+    :func:`motion_blur` (1, replicate borders, a random angle as there) or :func:`gaussian_blur`
+    (2, replicate borders); any other value leaves it unchanged (a unit kernel). Every sample's
+    kernel is centred in one stack of side ``2 pad + 1``: equal to the three kernels up to
+    floating-point rounding, and shapes do not depend on ``which``.
+
+    Args:
+        x: images, float in [0, 1].
+        which: per-sample blur: 0 defocus, 1 motion, 2 Gaussian.
+        defocus: per-sample ``(radius, alias_blur)`` (``None`` if no sample draws defocus).
+        motion: per-sample ``(radius, sigma)`` (``None`` if no sample draws motion blur).
+        gaussian_sigma: per-sample std (``None`` if no sample draws Gaussian blur).
+        pad: half-side of the kernel stack, at least each present blur's reach (defocus
+            ``max(8, radius)``, motion ``2 radius``, Gaussian ``int(4 sigma + 0.5)``); pass it on
+            accelerators, as the default reads the parameters' maxima (a host-device sync).
+        generator: optional generator on ``x``'s device (the motion-blur angles).
+
+    Shape:
+        x: (B, C, H, W); which and every parameter: (B,). Output: (B, C, H, W).
+
+    Returns:
+        The blurred images, dtype of ``x``, in [0, 1].
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(3, 1, 32, 32)
+        >>> r, s = torch.full((3,), 4.0), torch.full((3,), 2.0)
+        >>> blur_mix(x, torch.tensor([0, 1, 2]), defocus=(r, s / 4), motion=(r, s), gaussian_sigma=s).shape
+        torch.Size([3, 1, 32, 32])
+    """
+    _check_x(x)
+    if not isinstance(which, Tensor) or which.shape != x.shape[:1]:
+        got = tuple(which.shape) if isinstance(which, Tensor) else type(which).__name__
+        raise ValueError(f"which must be a (B,) = ({x.shape[0]},) tensor; got {got}")
+    xf = _work(x)
+    kind = which.to(x.device)
+    if pad is None:
+        pad = _blur_reach(x, defocus, motion, gaussian_sigma)
+    size = 2 * pad + 1
+    kernel = torch.zeros(x.shape[0], size, size, device=x.device, dtype=torch.float32)
+    kernel[:, pad, pad] = 1.0
+    sel = kind.view(-1, 1, 1)
+    if defocus is not None:
+        k = defocus_kernel(_param(defocus[0], x, "radius"), _param(defocus[1], x, "alias_blur"), size=size)
+        kernel = torch.where(sel == 0, k, kernel)
+    if motion is not None:
+        ang = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=torch.float32) * 90.0 - 45.0
+        k = motion_blur_kernel(_param(motion[0], x, "radius"), _param(motion[1], x, "sigma"), ang, size=size)
+        kernel = torch.where(sel == 1, k, kernel)
+    if gaussian_sigma is not None:
+        kernel = torch.where(sel == 2, gaussian_blur_kernel(_param(gaussian_sigma, x, "sigma"), size=size), kernel)
+    xp = F.pad(xf, (pad, pad, pad, pad), mode="replicate") if pad else xf
+    if defocus is not None and pad:
+        xp = torch.where(kind.view(-1, 1, 1, 1) == 0, _pad(xf, pad, "reflect"), xp)
+    h, w = x.shape[-2:]
+    return _finish(_fft_correlate(xp, kernel, (h, w)), x)
+
+
+def _blur_reach(
+    x: Tensor,
+    defocus: tuple[Tensor, Tensor] | None,
+    motion: tuple[Tensor, Tensor] | None,
+    gaussian_sigma: Tensor | None,
+) -> int:
+    """Smallest kernel half-side holding every present blur (reads the parameters' maxima)."""
+    reach = 0
+    if defocus is not None:
+        reach = max(reach, int(max(8.0, math.ceil(_bmax(_param(defocus[0], x, "radius"), None)))))
+    if motion is not None:
+        reach = max(reach, 2 * int(math.ceil(_bmax(_param(motion[0], x, "radius"), None))))
+    if gaussian_sigma is not None:
+        reach = max(reach, int(4.0 * _bmax(_param(gaussian_sigma, x, "sigma"), None) + 0.5))
+    return reach
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 An action is a flat index ``a = k * S + j`` over ``K`` corruptions and ``S`` severity levels;
 ``ActionSpace.apply`` corrupts a whole batch where every sample has its own action, either running
 each corruption once on its subset of the batch (``grouping="subset"``: one small host-device copy
-to size the subsets) or running each corruption on the whole batch and selecting per sample with
-``torch.where`` (``grouping="masked"``: no host-device sync, ``K`` times the corruption compute).
+to size the subsets), running each corruption on the whole batch and selecting per sample with
+``torch.where`` (``grouping="masked"``: no host-device sync, ``K`` times the corruption compute), or
+like "masked" but with the built-in noises and blurs each applied by one fixed-shape kernel
+(``grouping="fused"``: no sync, fewer launches, capturable in a CUDA graph).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..corruptions import _registry
+from ..corruptions import _builtins, _registry
+from ..corruptions.functional import _host_reads_ok
 
 __all__ = ["ActionSpace", "GROUPINGS"]
 
-GROUPINGS: tuple[str, ...] = ("auto", "subset", "masked")
+GROUPINGS: tuple[str, ...] = ("auto", "subset", "masked", "fused")
 
 
 class ActionSpace:
@@ -33,8 +36,10 @@ class ActionSpace:
             each corruption once on the samples that drew it (needs the ``K`` group sizes on the
             host: one small device-to-host copy per call); ``"masked"`` runs every corruption on
             the whole batch and keeps each sample's own result with ``torch.where`` (no sync, ``K``
-            times the corruption compute); ``"auto"`` (default) is ``"subset"`` on CPU and
-            ``"masked"`` on other devices, where a sync would stall the stream.
+            times the corruption compute); ``"fused"`` is ``"masked"`` with the built-in noises
+            (one uniform draw) and blurs (one FFT correlation) each applied by one kernel whose
+            shapes do not depend on the actions; ``"auto"`` (default) is ``"subset"`` on CPU and
+            ``"fused"`` on other devices, where a sync would stall the stream.
 
     Example:
         >>> import torch
@@ -78,6 +83,8 @@ class ActionSpace:
         self.corruptions: tuple[str, ...] = tuple(names)
         self.severities: tuple[int, ...] = tuple(sev)
         self._sev_table: dict[torch.device, Tensor] = {}
+        self._member_tables: dict[tuple[int, torch.device], Tensor] = {}
+        self._families = self._plan_families()
 
     @property
     def num_corruptions(self) -> int:
@@ -119,7 +126,7 @@ class ActionSpace:
         if actions.ndim != 1 or (batch is not None and actions.shape[0] != batch):
             want = "(B,)" if batch is None else f"(B,) = ({batch},)"
             raise ValueError(f"actions must have shape {want}; got {tuple(actions.shape)}")
-        if actions.device.type == "cpu" and actions.numel():
+        if _host_reads_ok(actions.device) and actions.numel():
             lo, hi = int(actions.min()), int(actions.max())
             if lo < 0 or hi >= self.size:
                 raise ValueError(f"actions must be in [0, {self.size - 1}]; got range [{lo}, {hi}]")
@@ -167,12 +174,11 @@ class ActionSpace:
         if x.shape[0] == 0:
             return x.clone()
         kind, severity = self.decode(actions.to(x.device))
-        if self._resolve_grouping(x.device) == "masked":
-            out = x.clone()
-            for k, spec in enumerate(self.specs):
-                part = spec.fn(x, spec.params_for(severity), generator).to(x.dtype).clamp_(0.0, 1.0)
-                out = torch.where((kind == k).view(-1, 1, 1, 1), part, out)
-            return out
+        grouping = self._resolve_grouping(x.device)
+        if grouping == "fused":
+            return self._apply_fused(x, kind, severity, generator)
+        if grouping == "masked":
+            return self._apply_masked(x, kind, severity, generator, range(self.num_corruptions))
         order = torch.argsort(kind, stable=True)
         counts = torch.bincount(kind, minlength=self.num_corruptions).tolist()
         out = torch.empty_like(x)
@@ -185,9 +191,55 @@ class ActionSpace:
                 start += n
         return out
 
+    def _apply_masked(
+        self,
+        x: Tensor,
+        kind: Tensor,
+        severity: Tensor,
+        generator: torch.Generator | None,
+        ks: Sequence[int],
+        out: Tensor | None = None,
+    ) -> Tensor:
+        """Corruptions ``ks`` each on the whole batch; each sample keeps its own (no sync)."""
+        out = x.clone() if out is None else out
+        for k in ks:
+            spec = self.specs[k]
+            part = spec.fn(x, spec.params_for(severity), generator).to(x.dtype).clamp_(0.0, 1.0)
+            out = torch.where((kind == k).view(-1, 1, 1, 1), part, out)
+        return out
+
+    def _apply_fused(self, x: Tensor, kind: Tensor, severity: Tensor, generator: torch.Generator | None) -> Tensor:
+        """As "masked", but each family of built-ins (noises, blurs) runs as one fixed-shape kernel."""
+        out = x
+        for f, (family, ks) in enumerate(self._families):
+            table = self._member_tables.get((f, x.device))
+            if table is None:
+                idx = [-1] * self.num_corruptions
+                for k in ks:
+                    idx[k] = family.members.index(self.corruptions[k])
+                table = self._member_tables[(f, x.device)] = torch.tensor(idx, dtype=torch.long, device=x.device)
+            which = table[kind]
+            present = [self.corruptions[k] for k in ks]
+            part = family.fn(x, which, severity, present, self.severities, generator)
+            out = torch.where((which >= 0).view(-1, 1, 1, 1), part, out)
+        rest = [k for k in range(self.num_corruptions) if all(k not in ks for _, ks in self._families)]
+        return self._apply_masked(x, kind, severity, generator, rest, out=out) if rest else out
+
+    def _plan_families(self) -> list[tuple[_builtins.Family, list[int]]]:
+        """Families with at least two built-in members in this space, and those members' indices."""
+        plan = []
+        for family in _builtins.FAMILIES:
+            ks = [
+                k for k, spec in enumerate(self.specs)
+                if spec.name in family.members and _builtins.is_builtin_spec(spec)
+            ]
+            if len(ks) >= 2:  # a lone member gains nothing from the family kernel
+                plan.append((family, ks))
+        return plan
+
     def _resolve_grouping(self, device: torch.device) -> str:
         if self.grouping == "auto":
-            return "subset" if device.type == "cpu" else "masked"
+            return "subset" if _host_reads_ok(device) else "fused"
         return self.grouping
 
     def __repr__(self) -> str:
