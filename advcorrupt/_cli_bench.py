@@ -28,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="seed of the corrupted test sets")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default=None, help="report folder (default: <checkpoint folder>/bench)")
+    p.add_argument("--corrupted-root", default=None,
+                   help="read the corrupted test sets from a `advcorrupt corrupt-dataset` folder (its seed) instead of corrupting in memory")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -65,12 +67,25 @@ def run(args: argparse.Namespace) -> int:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         print(f"advcorrupt bench: error: {msg}", file=sys.stderr)
         return 2
-    report = evaluate_robustness(
-        model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
-        preprocess=preprocess.to(device), device=device, progress=not args.no_progress,
-        model_name=f"{config.model} ({config.strategy})",
-        dataset_name=Path(config.data_root).name if config.data_root else "synthetic",
-    )
+    if args.corrupted_root is not None:  # folders written by `advcorrupt corrupt-dataset`
+        from ._cli_corrupt import evaluate_corrupted_root
+
+        try:
+            report = evaluate_corrupted_root(
+                model, args.corrupted_root, clean=test, corruptions=args.corruptions, severities=args.severities,
+                dataset_name=args.dataset_name, preprocess=preprocess.to(device), device=device,
+                progress=not args.no_progress, model_name=f"{config.model} ({config.strategy})",
+            )
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            print(f"advcorrupt bench: error: {str(e.args[0]) if isinstance(e, KeyError) else e}", file=sys.stderr)
+            return 2
+    else:
+        report = evaluate_robustness(
+            model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+            preprocess=preprocess.to(device), device=device, progress=not args.no_progress,
+            model_name=f"{config.model} ({config.strategy})",
+            dataset_name=Path(config.data_root).name if config.data_root else "synthetic",
+        )
     out = Path(args.out) if args.out else ckpt.parent / "bench"
     report.save(out)
     print(report.to_markdown())

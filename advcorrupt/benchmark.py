@@ -335,11 +335,10 @@ def _check_common(
 
 
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+    # A tqdm bar on a terminal; one line per setting when piped (see advcorrupt._progress).
+    from ._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, unit="img", enabled=enabled)
 
 
 def evaluate(

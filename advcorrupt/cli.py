@@ -7,11 +7,13 @@ Each subcommand lives in its own module that provides two functions:
 
 ``COMMAND_MODULES`` lists those modules in help order; a module that exists but does not (yet)
 provide ``add_parser`` is skipped, so a new subcommand is added by writing those two functions
-in its module (``advcorrupt._cli_train`` for ``train``, ``advcorrupt._cli_bench`` for ``bench``).
+in its module (``advcorrupt._cli_train`` for ``train``, ``advcorrupt._cli_bench`` for ``bench``,
+``advcorrupt._cli_corrupt`` for ``corrupt-dataset``).
 
 Example:
     $ advcorrupt corruptions
     $ advcorrupt corruptions --preview grid.png --image frame.png --seed 1
+    $ advcorrupt corrupt-dataset data/NUAA-SIRST data/NUAA-SIRST-C --severities 1,3 --seed 0
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "advcorrupt.corruptions.preview",  # corruptions
     "advcorrupt._cli_train",  # train
     "advcorrupt._cli_bench",  # bench
+    "advcorrupt._cli_corrupt",  # corrupt-dataset
 )
 
 

@@ -140,3 +140,40 @@ def test_bench_refuses_unusable_checkpoints_with_exit_2(tmp_path: Path, capsys: 
         expected = "no ckpt_*.pt in"
     assert main(["bench", "--checkpoint", str(target), "--device", "cpu", "--no-progress"]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_bench_reads_a_corrupt_dataset_folder_and_matches_the_in_memory_clean_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_corrupt_dataset import make_istd
+
+    src = make_istd(tmp_path / "src")
+    run = tmp_path / "run"
+    assert main(train_args(run)) == 0
+    dst = tmp_path / "src-c"
+    assert main(["corrupt-dataset", str(src), str(dst), "--corruptions", "gaussian_noise,contrast", "--severities", "2",
+                 "--seed", "4", "--no-progress"]) == 0
+    common = ["bench", "--checkpoint", str(run), "--data-root", str(src), "--device", "cpu", "--no-progress",
+              "--corruptions", "gaussian_noise,contrast", "--severities", "2", "--seed", "4"]
+    assert main([*common, "--out", str(tmp_path / "mem")]) == 0
+    assert main([*common, "--out", str(tmp_path / "disk"), "--corrupted-root", str(dst)]) == 0
+    capsys.readouterr()
+    mem = RobustnessReport.from_json(tmp_path / "mem" / "robustness.json")
+    disk = RobustnessReport.from_json(tmp_path / "disk" / "robustness.json")
+    assert disk.clean == mem.clean and disk.seed == 4 and disk.dataset_name == "src-c"
+    assert [(r.corruption, r.severity) for r in disk.results] == [(r.corruption, r.severity) for r in mem.results]
+    assert main([*common, "--corrupted-root", str(src)]) == 2
+    assert "has no corruptions.json" in capsys.readouterr().err
+
+
+def test_progress_is_one_line_per_setting_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from advcorrupt.benchmark import evaluate_robustness
+    from advcorrupt.data import SyntheticIRSTD
+
+    evaluate_robustness(TinyNet(), SyntheticIRSTD(3, size=32), corruptions=["contrast", "brightness"],
+                        severities=(1, 2), progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["clean", "contrast@1", "contrast@2", "brightness@1", "brightness@2"]
+    assert lines[-1].startswith("brightness@2: 15/15 img")
