@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ._args import check_positive_int
+
 __all__ = ["create_model", "list_models", "register_model"]
 
 ModelFactory = Callable[..., nn.Module]
@@ -74,6 +76,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     Raises:
         KeyError: for an unknown name; the message lists the registered names.
+        ValueError: ``in_channels`` or ``num_classes`` that is not an integer >= 1.
 
     Example:
         >>> import torch
@@ -85,4 +88,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         factory = _MODELS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; available models: {list_models()}") from None
+    for arg in ("in_channels", "num_classes"):
+        if arg in kwargs:
+            check_positive_int(arg, kwargs[arg])
     return factory(**kwargs)
