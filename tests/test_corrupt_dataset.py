@@ -46,7 +46,7 @@ class LocalContrast(nn.Module):
     """A fixed, parameter-free detector (bright spot over its 9x9 neighbourhood): metrics without training."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return 60.0 * (x - F.avg_pool2d(x, 9, stride=1, padding=4, count_include_pad=False)) - 3.0
+        return 60.0 * (x - F.avg_pool2d(x, 9, stride=1, padding=4, count_include_pad=False)) - 6.0
 
 
 class Rounded8Bit(torch.utils.data.Dataset):
