@@ -5,9 +5,10 @@ One run measures, on the same machine and in the same process:
 - each built-in corruption at one severity (default 3) on a batch of 16 x 1 x 256 x 256
   float32 images, as ``advcorrupt.corruptions.corrupt(x, name, s)``;
 - a mixed batch: random actions over the 10 corruptions x levels 1-3 grid, as
-  ``ActionSpace(grouping=...).apply(x, actions)`` for both groupings ("subset": each
+  ``ActionSpace(grouping=...).apply(x, actions)`` for each grouping ("subset": each
   corruption once on its samples, one host copy; "masked": every corruption on the whole
-  batch, no sync);
+  batch, no sync; "fused": as masked with the noises and the blurs each one fixed-shape kernel,
+  the accelerator default);
 - the same work done the usual way, a Python loop over the images calling the closest
   albumentations 2.x transform (``GaussNoise``, ``ShotNoise``, ``SaltAndPepper``, ``Defocus``,
   ``MotionBlur``, ``GaussianBlur``, ``RandomBrightnessContrast``, ``Downscale``,
@@ -22,9 +23,12 @@ image on one core). On a machine whose cores are busy with other processes, torc
 OpenMP threads wait on descheduled peers at every parallel op, which can slow advcorrupt by an
 order of magnitude; measure on an idle machine or with ``--threads 1`` there.
 
+``--bf16`` feeds advcorrupt bfloat16 images and ``--channels-last`` channels-last ones (what a
+bf16 + channels_last training step hands the corruptions); albumentations always gets float32.
+
 Usage:
     python benchmarks/corruption_throughput.py [--device cuda] [--batch 16] [--size 256]
-        [--severity 3] [--repeats 15] [--threads N]
+        [--severity 3] [--repeats 15] [--threads N] [--bf16] [--channels-last]
 """
 
 from __future__ import annotations
@@ -129,6 +133,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: library default)")
     ap.add_argument("--no-kornia", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 images for advcorrupt (and kornia)")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last images for advcorrupt")
+    ap.add_argument("--groupings", default="subset,masked,fused", help="mixed-batch groupings to time")
     args = ap.parse_args()
 
     import cv2
@@ -142,6 +149,10 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x_cpu = torch.rand(args.batch, 1, args.size, args.size, generator=g) * 0.8 + 0.1
     x = x_cpu.to(device)
+    if args.bf16:
+        x = x.to(torch.bfloat16)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     images = [img[0].numpy().copy() for img in x_cpu]  # (H, W) float32 for albumentations
     gen = torch.Generator(device=device).manual_seed(0)
     kw = {"repeats": args.repeats, "warmup": args.warmup, "sync": sync}
@@ -152,8 +163,8 @@ def main() -> None:
         albu = None
     korn = {} if args.no_kornia else kornia_ops(args.severity, args.batch, device)
     print(
-        f"# corruption throughput: batch {args.batch}x1x{args.size}x{args.size} float32, severity "
-        f"{args.severity}, device {device}, torch threads {torch.get_num_threads()}, "
+        f"# corruption throughput: batch {args.batch}x1x{args.size}x{args.size}, severity "
+        f"{args.severity}, {x.dtype}, channels_last={args.channels_last}, device {device}, torch threads {torch.get_num_threads()}, "
         f"median of {args.repeats} (ms/batch)"
     )
     header = f"{'corruption':<22}{'advcorrupt':>11}{'albument.':>11}{'ratio':>8}{'kornia':>9}{'ratio':>8}"
@@ -185,7 +196,7 @@ def main() -> None:
             k, j = divmod(a, space.num_severities)
             plan.append(per_level[space.severities[j]][space.corruptions[k]])
         t_albu_mixed = timeit(lambda: [tf(image=im)["image"] for tf, im in zip(plan, images)], **kw)
-    for grouping in ("subset", "masked"):
+    for grouping in [g.strip() for g in args.groupings.split(",") if g.strip()]:
         space = ActionSpace(grouping=grouping)  # 10 corruptions x levels 1-3
         t_ours = timeit(lambda: space.apply(x, actions_dev, generator=gen), **kw)
         label = f"mixed 10x3 {grouping}"

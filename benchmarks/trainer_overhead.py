@@ -6,6 +6,10 @@ Both steps process the same 2B batch with the same model, loss and optimizer:
 * trainer: ``AdversarialCorruptionTrainer.step(x, y)``: policy forward + sampling, corruption,
   ``cat[x, x_hat]`` -> forward -> loss -> backward -> optimizer step -> REINFORCE update.
 
+Models: ``--model unet`` (segmentation-models-pytorch Unet, ``--encoder``, default resnet18) or
+any name of :func:`advcorrupt.models.list_models` (e.g. ``dnanet``, deep supervision: the loss
+averages the heads in both variants, as the trainer does).
+
 Time: median wall time per step over ``--steps`` steps after ``--warmup`` steps (CUDA: with
 ``torch.cuda.synchronize()`` around each step). Peak memory: on CUDA ``torch.cuda.max_memory_allocated``
 after ``reset_peak_memory_stats`` (minus the memory allocated before the first step); on CPU each
@@ -17,6 +21,8 @@ Usage::
 
     python benchmarks/trainer_overhead.py                 # CPU, smp Unet(resnet18), 256x256, B=8
     python benchmarks/trainer_overhead.py --device cuda
+    python benchmarks/trainer_overhead.py --device cuda --bf16 --channels-last
+    python benchmarks/trainer_overhead.py --device cuda --model dnanet --batch 16
 """
 
 from __future__ import annotations
@@ -40,11 +46,16 @@ def _rss_kib() -> int:
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
-    import segmentation_models_pytorch as smp
-
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = smp.Unet(args.encoder, encoder_weights=None, in_channels=1, classes=1).to(device)
+    if args.model == "unet":
+        import segmentation_models_pytorch as smp
+
+        model = smp.Unet(args.encoder, encoder_weights=None, in_channels=1, classes=1).to(device)
+    else:
+        from advcorrupt.models import create_model
+
+        model = create_model(args.model).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -67,13 +78,21 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else None
 
     if args.mode == "plain":
+        from advcorrupt._outputs import output_heads
+
+        def per_sample(inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            heads = output_heads(model(inp))
+            return sum(loss_fn(h, target).float() for h in heads) / len(heads)
+
         def step() -> None:
             inp = torch.cat([x, x])
+            if args.channels_last:
+                inp = inp.contiguous(memory_format=torch.channels_last)
             if amp is not None:
                 with amp:
-                    per = loss_fn(model(inp), torch.cat([y, y]))
+                    per = per_sample(inp, torch.cat([y, y]))
             else:
-                per = loss_fn(model(inp), torch.cat([y, y]))
+                per = per_sample(inp, torch.cat([y, y]))
             loss = per[: x.shape[0]].mean() + per[x.shape[0]:].mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -113,6 +132,7 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="unet", help="unet (smp, --encoder) or an advcorrupt model name")
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
@@ -134,8 +154,9 @@ def main() -> None:
         results[mode] = json.loads(out.strip().splitlines()[-1])
     pl, tr = results["plain"], results["trainer"]
     mem = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS delta"
-    print(f"Unet({args.encoder}) {args.size}x{args.size}, B={args.batch} (2B={2 * args.batch} per forward), "
-          f"device={args.device}, bf16={args.bf16}, median of {args.steps} steps after {args.warmup} warm-up")
+    name = f"Unet({args.encoder})" if args.model == "unet" else args.model
+    print(f"{name} {args.size}x{args.size}, B={args.batch} (2B={2 * args.batch} per forward), "
+          f"device={args.device}, bf16={args.bf16}, channels_last={args.channels_last}, median of {args.steps} steps after {args.warmup} warm-up")
     print(f"| step | time / step (s) | peak memory (MiB, {mem}) |")
     print("|---|---|---|")
     print(f"| plain (cat[x, x]) | {pl['time_s']:.3f} | {pl['peak_mib']:.0f} |")
