@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import check_values
+
 __all__ = [
     "CATEGORIES",
     "CorruptionFn",
@@ -158,10 +160,23 @@ def get(name: str) -> CorruptionSpec:
 
 
 def validate_images(x: object, argname: str = "x") -> Tensor:
-    """Check that ``x`` is a float (B, C, H, W) tensor with C in {1, 3}; no device sync.
+    """Check that ``x`` is a float (B, C, H, W) tensor with C in {1, 3} and values in [0, 1].
 
-    The value range [0, 1] is the caller's contract and is not scanned (that would force a
-    host-device sync on GPU).
+    The values are checked by :func:`advcorrupt._checks.check_values`: on CPU a NaN, an inf or a
+    value outside [0, 1] (e.g. an image in 0-255, a forgotten ``/ 255``) raises ``ValueError``;
+    on CUDA an asynchronous device assert checks the same without stalling the stream.
+
+    Args:
+        x: the images.
+        argname: the argument's name in error messages.
+
+    Returns:
+        ``x`` unchanged.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not floating point.
+        ValueError: wrong number of dimensions or channels, H or W of 0; (CPU) NaN/inf or values
+            outside [0, 1].
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{argname} must be a torch.Tensor of shape (B, C, H, W); got {type(x).__name__}")
@@ -176,7 +191,16 @@ def validate_images(x: object, argname: str = "x") -> Tensor:
         )
     if x.shape[1] not in (1, 3):
         raise ValueError(f"{argname} must have C = 1 or 3 channels; got C = {x.shape[1]}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{argname} must have H, W >= 1; got shape {tuple(x.shape)}")
+    check_values(x, argname, low=0.0, high=1.0, hint=_RANGE_HINT)
     return x
+
+
+_RANGE_HINT = (
+    "Images enter as float in [0, 1]: divide 8-bit data by 255 (16-bit by 65535), clamp(0, 1) after a "
+    "resize that overshoots, and normalise (mean/std) only after corrupting (the trainer's preprocess)"
+)
 
 
 def _severity_tensor(severity: int | Tensor, batch: int, num_levels: int, device: torch.device) -> Tensor:

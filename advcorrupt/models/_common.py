@@ -8,7 +8,9 @@ from collections.abc import Iterable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["check_image_batch", "init_logit_bias", "init_weights", "pad_to_multiple"]
+from .._checks import check_values
+
+__all__ = ["check_image_batch", "init_logit_bias", "init_weights", "pad_to_multiple", "validate_model_input"]
 
 
 def check_image_batch(x: Tensor, in_channels: int) -> None:
@@ -16,6 +18,44 @@ def check_image_batch(x: Tensor, in_channels: int) -> None:
     if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != in_channels or not x.is_floating_point():
         got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"images must be a float tensor of shape (B, {in_channels}, H, W); got {got}")
+
+
+def validate_model_input(x: object, in_channels: int, name: str = "x") -> Tensor:
+    """Check a model's input: a float (B, ``in_channels``, H, W) tensor of finite values.
+
+    Call it first in ``forward``. Models see normalised images, so no range is imposed, only
+    finiteness: on CPU a NaN or inf raises at once; on CUDA an asynchronous device assert checks
+    it without stalling the stream (see :mod:`advcorrupt._checks`).
+
+    Args:
+        x: the input batch.
+        in_channels: the channels the model was built for.
+        name: the argument's name in error messages.
+
+    Returns:
+        ``x`` unchanged.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not floating point.
+        ValueError: wrong shape or channels, an empty spatial size; (CPU) NaN or inf.
+
+    Example:
+        >>> import torch
+        >>> validate_model_input(torch.zeros(2, 1, 8, 8), 1).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, {in_channels}, H, W); got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a float tensor of shape (B, {in_channels}, H, W); got {x.dtype} of shape {tuple(x.shape)}"
+        )
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"{name} must have shape (B, {in_channels}, H, W); got shape {tuple(x.shape)}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} must have H, W >= 1; got shape {tuple(x.shape)}")
+    check_values(x, name)
+    return x
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:

@@ -27,7 +27,7 @@ import torch  # noqa: F401  (used by the docstring examples)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import check_image_batch, init_logit_bias, init_weights, pad_to_multiple
+from ._common import init_logit_bias, init_weights, pad_to_multiple, validate_model_input
 from ._registry import register_model
 
 __all__ = ["ACM", "AsymBiChaFuse", "BasicBlock", "acm"]
@@ -193,7 +193,7 @@ class ACM(nn.Module):
         init_logit_bias([self.head[-1]], prior_prob)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.in_channels)
+        validate_model_input(x, self.in_channels)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple)
         c1 = self.layer1(self.stem(x))

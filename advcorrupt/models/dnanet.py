@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers.sfim import SFIM
-from ._common import check_image_batch, init_logit_bias, init_weights, pad_to_multiple
+from ._common import init_logit_bias, init_weights, pad_to_multiple, validate_model_input
 from ._registry import register_model
 
 __all__ = ["ChannelAttention", "DNANet", "ResAttentionBlock", "SpatialAttention", "dnanet", "sfim_dnanet"]
@@ -236,7 +236,7 @@ class DNANet(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        check_image_batch(x, self.in_channels)
+        validate_model_input(x, self.in_channels)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple)
         pool = F.max_pool2d
