@@ -24,7 +24,8 @@ def _library_models() -> list[str]:
 # Published parameter counts (one input channel), as listed by BALISTD (Tables 2, 5-6) and the
 # BasicIRSTD benchmark: DNANet 4.697M (Li et al., TIP 2023), ACM 0.398M (Dai et al., WACV 2021),
 # ALCNet 0.427M (Dai et al., TGRS 2021), RDIAN 0.217M (Sun et al., TGRS 2023), ISNet 0.966M
-# (Zhang et al., CVPR 2022). SFIM-DNANet has no published count: it only has to exceed DNANet.
+# (Zhang et al., CVPR 2022). The SFIM variants have no published count: they only have to
+# exceed their base model (SFIM_BASE).
 PUBLISHED_PARAMS: dict[str, float | None] = {
     "dnanet": 4.697e6,
     "acm": 0.398e6,
@@ -32,9 +33,15 @@ PUBLISHED_PARAMS: dict[str, float | None] = {
     "alcnet": 0.427e6,
     "rdian": 0.217e6,
     "isnet": 0.966e6,
+    "sfim_acm": None,
+    "sfim_alcnet": None,
+    "sfim_rdian": None,
+    "sfim_isnet": None,
 }
+SFIM_BASE = {"sfim_dnanet": "dnanet", "sfim_acm": "acm", "sfim_alcnet": "alcnet", "sfim_rdian": "rdian", "sfim_isnet": "isnet"}
 # Logit maps a model returns in training mode (deep supervision, ISNet's edge head).
 TRAIN_HEADS = {"dnanet": 4, "sfim_dnanet": 4, "acm": 1, "alcnet": 1, "rdian": 1, "isnet": 2}
+TRAIN_HEADS.update({name: TRAIN_HEADS[base] for name, base in SFIM_BASE.items()})
 # Narrow versions with the same wiring, to keep training-mode tests fast on a CPU.
 TINY: dict[str, dict[str, object]] = {
     "dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
@@ -44,8 +51,9 @@ TINY: dict[str, dict[str, object]] = {
     "rdian": {"width": 4},
     "isnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1), "edge_channels": 4},
 }
+TINY.update({name: TINY[base] for name, base in SFIM_BASE.items() if name not in TINY})
 # One-channel convolutions with a bias that are not logit layers (ISNet's side outputs and gates).
-NOT_LOGITS = {"isnet": ("side.", "tfd.")}
+NOT_LOGITS = {"isnet": ("side.", "tfd."), "sfim_isnet": ("side.", "tfd.")}
 
 
 def _n_params(model: nn.Module) -> int:
@@ -81,7 +89,7 @@ def test_parameter_count_matches_the_published_one(name: str) -> None:
     n = _n_params(model)
     published = PUBLISHED_PARAMS[name]
     if published is None:
-        assert n > _n_params(create_model("dnanet"))
+        assert n > _n_params(create_model(SFIM_BASE[name]))
     else:
         seen = n - _invisible_to_thop(model)
         assert abs(seen - published) / published < 0.02, f"{name}: {seen} parameters vs published {published:.0f}"
@@ -285,12 +293,12 @@ def test_bad_in_channels_raise_naming_the_argument_and_the_value(name: str, bad:
         create_model(name, in_channels=bad)
 
 
-@pytest.mark.parametrize("name", ["alcnet", "isnet", "rdian"])
+@pytest.mark.parametrize("name", ["alcnet", "isnet", "rdian", "sfim_isnet"])
 def test_bad_widths_raise_naming_the_argument(name: str) -> None:
-    arg, bad = ("width", 2.5) if name == "rdian" else ("channels", (8, 16.0, 32, 64))
+    arg, bad = ("width", 2.5) if name.endswith("rdian") else ("channels", (8, 16.0, 32, 64))
     with pytest.raises(ValueError, match=rf"{arg}"):
         create_model(name, **{arg: bad})
-    if name != "rdian":
+    if not name.endswith("rdian"):
         with pytest.raises(ValueError, match=r"layers must be a sequence of 3 integers"):
             create_model(name, layers=(4, 4))
 

@@ -236,3 +236,83 @@ def test_default_targets_need_names_for_an_unknown_architecture() -> None:
     ]
     with pytest.raises(ValueError, match="pass names"):
         default_sfim_targets(nn.Sequential(nn.Conv2d(1, 1, 1)))
+
+
+# ------------------------------------------------------------------ insert_sfim on the zoo
+
+_ZOO_TINY: dict[str, dict[str, object]] = {
+    "dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
+    "sfim_dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
+    "acm": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
+    "alcnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
+    "rdian": {"width": 4},
+    "isnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1), "edge_channels": 4},
+}
+
+
+def test_every_zoo_detector_is_covered_by_the_insert_sfim_tests() -> None:
+    from advcorrupt.models import _registry, list_models
+
+    library = [n for n in list_models() if _registry._MODELS[n].__module__.startswith("advcorrupt.models")]
+    # The sfim_* variants are built by insert_sfim itself; sfim_dnanet is a model of its own.
+    assert {n for n in library if not n.startswith("sfim_")} | {"sfim_dnanet"} == set(_ZOO_TINY)
+
+
+@pytest.mark.parametrize("name", list(_ZOO_TINY))
+def test_insert_sfim_without_arguments_on_every_zoo_model_keeps_outputs_and_trains(name: str) -> None:
+    from advcorrupt.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, **_ZOO_TINY[name]).eval()
+    x = torch.rand(2, 1, 37, 45)
+    with torch.no_grad():
+        before = model(x)
+    targets = default_sfim_targets(model)
+    assert insert_sfim(model) is model
+    assert _count_sfim(model) == len(targets) > 0
+    assert all(isinstance(model.get_submodule(t), SFIMAfter) for t in targets)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)  # fresh SFIMs are the identity
+    out = model.train()(x)
+    sum(o.sigmoid().mean() for o in (out if isinstance(out, list) else [out])).backward()
+    sfim_params = [p for n, p in model.named_parameters() if ".sfim." in n]
+    assert sfim_params and all(p.grad is not None for p in sfim_params)
+
+
+def test_sfim_variants_are_registered_and_start_as_their_base_model() -> None:
+    from advcorrupt.models import create_model
+
+    for base in ("acm", "alcnet", "rdian", "isnet"):
+        torch.manual_seed(0)
+        plain = create_model(base, **_ZOO_TINY[base]).eval()
+        torch.manual_seed(0)
+        variant = create_model(f"sfim_{base}", **_ZOO_TINY[base]).eval()
+        assert _count_sfim(variant) == len(default_sfim_targets(plain))
+        x = torch.rand(2, 1, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(variant(x), plain(x))
+
+
+def test_insert_sfim_unknown_target_names_what_was_asked_and_what_exists() -> None:
+    from advcorrupt.models import create_model
+
+    model = create_model("acm", **_ZOO_TINY["acm"])
+    with pytest.raises(ValueError, match=r"'layer9' matches no submodule of ACM.*'layer1'.*close matches"):
+        insert_sfim(model, ["layer9"])
+    assert _count_sfim(model) == 0  # nothing was inserted
+
+
+def test_a_sfim_targets_attribute_declares_the_default_points_of_a_custom_model() -> None:
+    class Net(nn.Module):
+        sfim_targets = ("body",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Conv2d(1, 4, 3, padding=1)
+            self.head = nn.Conv2d(4, 1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x))
+
+    net = insert_sfim(Net(), input_size=(9, 9))
+    assert isinstance(net.body, SFIMAfter) and not isinstance(net.head, SFIMAfter)

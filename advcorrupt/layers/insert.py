@@ -9,6 +9,7 @@ a dry forward pass with hooks on a tiny input, so nothing about the host needs t
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -50,9 +51,38 @@ class SFIMAfter(nn.Module):
         return self.sfim(self.module(*args, **kwargs))
 
 
+# Default insertion points of the advcorrupt model zoo, by class name: after every encoder stage
+# past the stem and every decoder stage (ACM, ISNet), after the stages and both fusions (ALCNet),
+# after the stride-2 trunk conv and the multi-receptive-field fusion (RDIAN), after every node of
+# DNANet's encoder column.
+_ZOO_TARGETS: dict[str, tuple[str, ...]] = {
+    "ACM": ("layer1", "layer2", "layer3", "uplayer2", "uplayer1"),
+    "ALCNet": ("layer1", "layer2", "layer3", "fuse23", "fuse12"),
+    "ISNet": ("layer1", "layer2", "layer3", "uplayer2", "uplayer1"),
+    "RDIAN": ("conv2", "conv_cat"),
+    "DNANet": ("conv0_0", "conv1_0", "conv2_0", "conv3_0", "conv4_0"),
+}
+
+
+def _zoo_targets(model: nn.Module) -> list[str] | None:
+    """The zoo's default targets when ``model`` is (a subclass of) an ``advcorrupt.models`` model."""
+    from .. import models  # imported here: the models import this package
+
+    for cls in type(model).__mro__:
+        if cls.__name__ in _ZOO_TARGETS and getattr(models, cls.__name__, None) is cls:
+            return list(_ZOO_TARGETS[cls.__name__])
+    return None
+
+
 def default_sfim_targets(model: nn.Module) -> list[str]:
     """Where ``insert_sfim`` puts SFIM when no names are given.
 
+    * a model with a ``sfim_targets`` attribute (a sequence of names): those names.
+    * ``advcorrupt.models`` detectors: ACM and ISNet after ``layer1``-``layer3`` and both
+      decoder stages (``uplayer2``, ``uplayer1``); ALCNet after ``layer1``-``layer3`` and its two
+      fusions (``fuse23``, ``fuse12``); RDIAN after ``conv2`` (stride-2 trunk) and ``conv_cat``
+      (multi-receptive-field fusion); DNANet (and SFIM-DNANet) after the encoder nodes
+      ``conv0_0``-``conv4_0``.
     * timm models (they expose ``feature_info``): every feature stage with stride >= 4, i.e. the
       stages after the stem (``layer1`` ... ``layer4`` of a ResNet), classifier or
       ``features_only``.
@@ -72,7 +102,16 @@ def default_sfim_targets(model: nn.Module) -> list[str]:
         >>> import timm
         >>> default_sfim_targets(timm.create_model("resnet18", pretrained=False))
         ['layer1', 'layer2', 'layer3', 'layer4']
+        >>> from advcorrupt.models import create_model
+        >>> default_sfim_targets(create_model("rdian"))
+        ['conv2', 'conv_cat']
     """
+    declared = getattr(model, "sfim_targets", None)
+    if declared is not None:
+        return [str(n) for n in declared]
+    zoo = _zoo_targets(model)
+    if zoo is not None:
+        return zoo
     feature_info = getattr(model, "feature_info", None)
     if feature_info is not None:
         infos = list(feature_info.info) if hasattr(feature_info, "info") else list(feature_info)
@@ -104,9 +143,11 @@ def _resolve(model: nn.Module, names: Iterable[str]) -> list[str]:
             raise TypeError(f"names must contain str; got {type(pattern).__name__}")
         hits = [n for n in all_names if _matches(n, pattern)]
         if not hits:
+            close = difflib.get_close_matches(pattern, all_names, n=5)
             raise ValueError(
-                f"names entry {pattern!r} matches no submodule; "
-                f"available top-level ones: {[n for n, _ in model.named_children()]}"
+                f"names entry {pattern!r} matches no submodule of {type(model).__name__}; "
+                f"top-level submodules: {[n for n, _ in model.named_children()]}"
+                + (f"; close matches: {close}" if close else "")
             )
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
@@ -119,6 +160,9 @@ def _matches(name: str, pattern: str) -> bool:
 
 
 def _first_conv_in_channels(model: nn.Module) -> int:
+    declared = getattr(model, "in_channels", None)
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return declared
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return m.in_channels

@@ -3,7 +3,9 @@
 ``create_model(name, **kwargs)`` builds one of ``list_models()``: ``dnanet`` (Li et al., IEEE TIP
 2023), ``sfim_dnanet`` (BALISTD, AAAI 2024), ``acm`` (Dai et al., WACV 2021), ``alcnet`` (Dai et
 al., TGRS 2021), ``rdian`` (Sun et al., TGRS 2023) and ``isnet`` (Zhang et al., CVPR 2022). All
-take ``in_channels`` (default 1), accept any H and W, and return logits.
+take ``in_channels`` (default 1), accept any H and W, and return logits. ``sfim_acm``,
+``sfim_alcnet``, ``sfim_rdian`` and ``sfim_isnet`` are those detectors with SFIM inserted at
+their default points (``advcorrupt.layers.insert_sfim``).
 """
 
 from ._registry import create_model, list_models, register_model
@@ -12,5 +14,6 @@ from .alcnet import ALCNet
 from .dnanet import DNANet
 from .isnet import ISNet
 from .rdian import RDIAN
+from .sfim_zoo import sfim_acm, sfim_alcnet, sfim_isnet, sfim_rdian  # noqa: F401  (registers them)
 
 __all__ = ["ACM", "ALCNet", "DNANet", "ISNet", "RDIAN", "create_model", "list_models", "register_model"]
