@@ -9,16 +9,22 @@
   states) is stored as tensors and plain containers by :func:`capture_rng_state`. A crafted pickle
   that would import a callable is refused with :class:`CheckpointError`.
 - Truncated or corrupt files raise :class:`CheckpointError` saying so; nothing is applied.
+- A write that fails (disk full, read-only folder) raises :class:`CheckpointWriteError` naming
+  the file and the cause; the previous checkpoints are left as they were (nothing is pruned).
+- :func:`latest_valid_checkpoint` picks the newest checkpoint that loads, for resuming: a
+  damaged newer one is renamed ``*.damaged`` with a :class:`CheckpointWarning`.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
 import random
 import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +36,10 @@ import torch
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "CheckpointWarning",
+    "CheckpointWriteError",
     "capture_rng_state",
+    "latest_valid_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "restore_rng_state",
@@ -44,6 +53,15 @@ SAFE_GLOBALS: list[Any] = []
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: unreadable, unsafe, or for another model/configuration."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only folder, ...); the previous
+    checkpoints are intact. ``errno`` and ``filename`` are those of the failed write."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped (and renamed ``*.damaged``) when resuming."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -70,22 +88,35 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str], *, k
 
     Returns:
         The path written.
+
+    Raises:
+        CheckpointWriteError: the folder or file could not be written (disk full, read-only,
+            quota): the message names the file and the cause; the previous checkpoints are
+            untouched (nothing is pruned) and no temporary file is left behind.
     """
     path = Path(path)
     if keep_last is not None and keep_last < 1:
         raise ValueError(f"keep_last must be >= 1 or None; got {keep_last}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(state)
     payload.setdefault("format_version", FORMAT_VERSION)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Serialise in memory first: torch.save's zip writer turns a failed write into an opaque
+    # RuntimeError ("unexpected pos"), while a plain write raises OSError with its errno.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(e, path) from e
         raise
     _fsync_dir(path.parent)
     if keep_last is not None:
@@ -93,6 +124,22 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str], *, k
             if old != path:
                 old.unlink(missing_ok=True)
     return path
+
+
+def _write_error(e: OSError, path: Path) -> CheckpointWriteError:
+    code = e.errno or errno.EIO
+    previous = [p.name for p in list_checkpoints(path.parent) if p != path][-1:]
+    kept = f"the previous checkpoint {previous[0]} is intact" if previous else "no earlier checkpoint exists"
+    cause = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+             errno.EACCES: "the folder is not writable", errno.EROFS: "the file system is read-only",
+             errno.EPERM: "the folder is not writable"}.get(code, "the write failed")
+    return CheckpointWriteError(
+        code,
+        f"could not write checkpoint {path.name} in {path.parent}: {cause} ({type(e).__name__}: "
+        f"{e.strerror or e}); {kept} and nothing was deleted. Free "
+        f"space or fix the permissions, then rerun with --resume (or use another --out-dir)",
+        str(path),
+    )
 
 
 _CKPT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -105,6 +152,62 @@ def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def latest_valid_checkpoint(
+    folder: str | os.PathLike[str], *, quarantine: bool = True, map_location: str | torch.device | None = "cpu"
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``folder`` that loads, skipping damaged newer ones.
+
+    Each newer checkpoint that fails to load (truncated, corrupt, unsafe: a
+    :class:`CheckpointError`) is reported with a :class:`CheckpointWarning` and, with
+    ``quarantine``, renamed ``<name>.damaged`` so it is neither counted by ``keep_last`` nor tried
+    again (one process of a group should quarantine; the others pass ``quarantine=False``). A file
+    that vanishes while being read (another process quarantined it) is skipped silently.
+
+    Args:
+        folder: the run's output folder.
+        quarantine: rename damaged checkpoints to ``*.damaged``.
+        map_location: passed to :func:`load_checkpoint`.
+
+    Returns:
+        ``(path, checkpoint dict)``, or ``None`` when ``folder`` holds no checkpoint at all.
+
+    Raises:
+        CheckpointError: checkpoints exist but none loads (each one's problem is listed); nothing
+            is started from scratch behind the user's back.
+
+    Example:
+        >>> import tempfile
+        >>> latest_valid_checkpoint(tempfile.mkdtemp()) is None
+        True
+    """
+    candidates = list_checkpoints(folder)
+    problems: list[str] = []
+    for path in reversed(candidates):
+        try:
+            return path, load_checkpoint(path, map_location=map_location)
+        except FileNotFoundError:
+            continue
+        except CheckpointError as e:
+            problems.append(str(e))
+            where = path
+            if quarantine:
+                where = path.with_name(path.name + ".damaged")
+                try:
+                    os.replace(path, where)
+                except OSError:
+                    where = path
+            warnings.warn(
+                f"skipping a damaged checkpoint ({e}); kept as {where.name}; trying the previous one",
+                CheckpointWarning, stacklevel=2,
+            )
+    if problems:
+        raise CheckpointError(
+            f"none of the {len(problems)} checkpoint(s) in {folder} can be loaded: " + "; ".join(problems)
+            + ". Delete them (or use another --out-dir) to start afresh"
+        )
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:

@@ -28,7 +28,10 @@ from torch import nn
 from advcorrupt import checkpoint as ckpt_mod
 from advcorrupt.checkpoint import (
     CheckpointError,
+    CheckpointWarning,
+    CheckpointWriteError,
     capture_rng_state,
+    latest_valid_checkpoint,
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
@@ -160,6 +163,106 @@ def test_keep_last_keeps_only_the_newest_checkpoints(tmp_path: Path) -> None:
     assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt_00000020.pt", "ckpt_00000040.pt"]
     with pytest.raises(ValueError, match="keep_last"):
         save_checkpoint({}, tmp_path / "ckpt_00000050.pt", keep_last=0)
+
+
+# ---------------------------------------------------------- full disks and read-only folders
+def _full_disk(monkeypatch: pytest.MonkeyPatch, *, fail_from_call: int = 1) -> None:
+    """Make checkpoint writes hit a real ENOSPC: from the ``fail_from_call``-th save on, the
+    temporary file's descriptor is swapped for /dev/full (the kernel answers "No space left")."""
+    calls = {"n": 0}
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode == "wb":
+            calls["n"] += 1
+            if calls["n"] >= fail_from_call:
+                os.close(fd)
+                return open("/dev/full", "wb")  # noqa: SIM115
+        return real_fdopen(fd, mode, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_mod.os, "fdopen", fdopen)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_during_a_save_names_the_cause_and_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_checkpoint({"w": torch.arange(4.0)}, tmp_path / "ckpt_00000001.pt")
+    save_checkpoint({"w": torch.arange(5.0)}, tmp_path / "ckpt_00000002.pt")
+    state = {"w": torch.zeros(100_000)}
+    _full_disk(monkeypatch)
+    with pytest.raises(CheckpointWriteError, match=r"ckpt_00000003\.pt .*the disk is full.*ckpt_00000002\.pt is intact") as e:
+        save_checkpoint(state, tmp_path / "ckpt_00000003.pt", keep_last=1)
+    monkeypatch.undo()
+    assert e.value.errno == 28 and e.value.filename == str(tmp_path / "ckpt_00000003.pt")
+    assert isinstance(e.value, OSError)
+    # Nothing pruned (keep_last=1 would have deleted both), no temporary file, the state untouched.
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt_00000001.pt", "ckpt_00000002.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000001.pt", "ckpt_00000002.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "ckpt_00000002.pt")["w"], torch.arange(5.0))
+    assert set(state) == {"w"} and torch.equal(state["w"], torch.zeros(100_000))
+
+
+@pytest.mark.parametrize("code, cause", [(30, "read-only"), (13, "not writable")])
+def test_a_read_only_folder_names_the_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, cause: str) -> None:
+    # Simulated (this suite may run as root, who can write into a chmod-ed folder): the temporary
+    # file cannot be created, as on a read-only mount (EROFS) or a folder without write access.
+    save_checkpoint({"w": torch.arange(4.0)}, tmp_path / "ckpt_00000001.pt")
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(code, os.strerror(code), str(tmp_path))
+
+    monkeypatch.setattr(ckpt_mod.tempfile, "mkstemp", refuse)
+    with pytest.raises(CheckpointWriteError, match=rf"{cause}.*ckpt_00000001\.pt is intact"):
+        save_checkpoint({"w": torch.zeros(4)}, tmp_path / "ckpt_00000002.pt")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt_00000001.pt"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_training_stops_on_a_full_disk_and_resumes_from_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    # Checkpoints at steps 2, 4 (end of epoch 1), 6, 8: the third write (step 6) meets a full disk.
+    cfg = tiny_config(tmp_path / "full", epochs=2, steps_per_epoch=4, synthetic_train=8, checkpoint_every=2)
+    _full_disk(monkeypatch, fail_from_call=3)
+    with pytest.raises(CheckpointWriteError, match=r"ckpt_00000006\.pt .*disk is full.*ckpt_00000004\.pt is intact"):
+        fit(cfg, progress=False)
+    monkeypatch.undo()
+    assert [p.name for p in list_checkpoints(cfg.out_dir)] == ["ckpt_00000002.pt", "ckpt_00000004.pt"]
+    assert load_checkpoint(Path(cfg.out_dir) / "ckpt_00000004.pt")["global_step"] == 4
+    assert not list(Path(cfg.out_dir).glob(".ckpt_*")), "no temporary file left behind"
+    # Space is back: the same command with resume loses nothing beyond the last interval.
+    fit(cfg, resume=True, progress=False)
+    ref = tiny_config(tmp_path / "ref", epochs=2, steps_per_epoch=4, synthetic_train=8, checkpoint_every=2)
+    fit(ref, progress=False)
+    assert _steps(Path(cfg.out_dir)) == _steps(Path(ref.out_dir))
+    _assert_same(load_checkpoint(list_checkpoints(ref.out_dir)[-1])["model"],
+                 load_checkpoint(list_checkpoints(cfg.out_dir)[-1])["model"], "model")
+
+
+# ------------------------------------------------------------------ damaged newest checkpoint
+def _three_checkpoints(folder: Path) -> list[Path]:
+    return [save_checkpoint({"step": s, "w": torch.full((64,), float(s))}, folder / f"ckpt_{s:08d}.pt") for s in (2, 4, 6)]
+
+
+def test_latest_valid_checkpoint_skips_a_damaged_newest_one_with_a_warning(tmp_path: Path) -> None:
+    paths = _three_checkpoints(tmp_path)
+    paths[2].write_bytes(paths[2].read_bytes()[:100])  # torn by a dying disk, say
+    with pytest.warns(CheckpointWarning, match=r"ckpt_00000006\.pt is truncated or corrupt.*kept as ckpt_00000006\.pt\.damaged"):
+        found = latest_valid_checkpoint(tmp_path)
+    assert found is not None and found[0] == paths[1] and found[1]["step"] == 4
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt_00000002.pt", "ckpt_00000004.pt"]
+    assert (tmp_path / "ckpt_00000006.pt.damaged").is_file(), "the damaged file is kept for inspection"
+
+
+def test_latest_valid_checkpoint_refuses_to_start_over_when_every_checkpoint_is_damaged(tmp_path: Path) -> None:
+    assert latest_valid_checkpoint(tmp_path) is None
+    for p in _three_checkpoints(tmp_path):
+        p.write_bytes(b"")
+    with pytest.warns(CheckpointWarning), pytest.raises(CheckpointError, match=r"none of the 3 checkpoint\(s\).*start afresh"):
+        latest_valid_checkpoint(tmp_path, quarantine=False)
+    assert len(list_checkpoints(tmp_path)) == 3, "quarantine=False renames nothing"
 
 
 def test_rng_states_survive_a_safe_save_and_load(tmp_path: Path) -> None:
