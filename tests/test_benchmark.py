@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from advcorrupt.benchmark import (
     CorruptedDataset,
     RobustnessReport,
     SettingResult,
+    comparison_table,
     corruption_seed,
     evaluate,
     evaluate_robustness,
@@ -464,3 +466,76 @@ def test_cuda_half_model_and_on_device_preprocess(ds):
     for half, full in zip(report.results, ref.results):
         assert half.iou == pytest.approx(full.iou, abs=0.01)
         assert half.pd == pytest.approx(full.pd, abs=0.1)
+
+
+# ------------------------------------------------------------------ comparison_table (Table 2)
+
+
+def _fake_report(clean_iou: float, corrupted: dict[str, float], *, fa: float = 3.0, **kw) -> RobustnessReport:
+    results = tuple(
+        SettingResult(name, s, iou * f, iou * f, 0.9, fa, (clean_iou - iou * f) / clean_iou)
+        for name, iou in corrupted.items()
+        for s, f in ((1, 1.0), (2, 0.5))
+    )
+    return RobustnessReport(
+        clean={"iou": clean_iou, "niou": clean_iou - 0.05, "pd": 0.95, "fa": fa},
+        results=results, corruptions=tuple(corrupted), severities=(1, 2),
+        seed=kw.pop("seed", 0), num_images=kw.pop("num_images", 10), dataset_name="nuaa", **kw,
+    )
+
+
+def _row(table: str, title: str) -> list[str]:
+    for line in table.splitlines():
+        if line.startswith(f"| {title} |"):
+            return [c.strip() for c in line.strip().strip("|").split("|")][1:]
+    raise AssertionError(f"no row {title!r} in\n{table}")
+
+
+def test_comparison_table_gives_mean_and_std_over_seeds_per_model():
+    acm = [_fake_report(0.70, {"contrast": 0.5, "pixelate": 0.6}), _fake_report(0.74, {"contrast": 0.3, "pixelate": 0.6})]
+    sfim = [_fake_report(0.80, {"contrast": 0.6, "pixelate": 0.7})]
+    table = comparison_table({"ACM": acm, "ACM + SFIM": sfim})
+    assert table.splitlines()[2] == "| metric | ACM | ACM + SFIM |"
+    mean, std = statistics.fmean([0.70, 0.74]), statistics.stdev([0.70, 0.74])
+    assert _row(table, "clean IoU") == [f"{100 * mean:.2f} ± {100 * std:.2f}", "**80.00**"]
+    contrast = [statistics.fmean([r.iou for r in rep.results if r.corruption == "contrast"]) for rep in acm]
+    assert _row(table, "contrast IoU")[0] == (
+        f"{100 * statistics.fmean(contrast):.2f} ± {100 * statistics.stdev(contrast):.2f}"
+    )
+    assert _row(table, "mean corrupted IoU")[1] == f"**{100 * sfim[0].mean_corrupted_iou:.2f}**"
+    rce = [rep.per_corruption["pixelate"]["rce"] for rep in acm]
+    assert _row(table, "pixelate RCE")[0].startswith(f"{100 * statistics.fmean(rce):.2f} ±")
+    # Lower is better for Fa and RCE: equal Fa -> both bold; SFIM's lower RCE is bold.
+    assert _row(table, "clean Fa (1e-6)") == ["**3.00 ± 0.00**", "**3.00**"]
+    assert _row(table, "mean RCE")[1].startswith("**")
+
+
+def test_comparison_table_shows_missing_corruptions_as_n_a_and_accepts_single_reports():
+    a = _fake_report(0.7, {"contrast": 0.5})
+    b = _fake_report(0.6, {"contrast": 0.4, "jpeg_compression": 0.3})
+    table = comparison_table({"a": a, "b": [b]})
+    assert _row(table, "jpeg_compression IoU") == ["n/a", f"{100 * 0.3 * 0.75:.2f}"]
+    assert not any("±" in line for line in table.splitlines() if line.startswith("| "))
+    assert "a: 1, b: 1" in table
+
+
+@pytest.mark.parametrize(
+    ("reports", "error", "match"),
+    [
+        ({}, ValueError, "non-empty mapping"),
+        ([], ValueError, "non-empty mapping"),
+        ({"a": []}, TypeError, r"reports\['a'\].*empty list"),
+        ({"a": ["report.json"]}, TypeError, r"reports\['a'\].*\['str'\]"),
+    ],
+)
+def test_comparison_table_rejects_bad_input(reports, error, match):
+    with pytest.raises(error, match=match):
+        comparison_table(reports)
+
+
+def test_comparison_table_refuses_reports_from_different_benchmarks():
+    a = _fake_report(0.7, {"contrast": 0.5})
+    with pytest.raises(ValueError, match="same test set and benchmark seed"):
+        comparison_table({"a": a, "b": _fake_report(0.7, {"contrast": 0.5}, seed=1)})
+    with pytest.raises(ValueError, match="num_images"):
+        comparison_table({"a": [a, _fake_report(0.7, {"contrast": 0.5}, num_images=11)]})
