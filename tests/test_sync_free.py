@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from advcorrupt._graphs import GraphedCall
 from advcorrupt.corruptions.functional import _emulate_accelerator
 from advcorrupt.policy import PolicyNetwork, Reinforce
 from advcorrupt.policy.action_space import ActionSpace
@@ -133,3 +134,51 @@ def test_policy_sampling_and_update_read_nothing_on_the_host() -> None:
             stats = updater.update(sample, rewards)
     assert all(torch.isfinite(v).all() for v in stats.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, updater.params))
+
+
+# ----------------------------------------------------------------------------- CUDA graphs
+def test_graphed_call_is_a_plain_call_off_cuda() -> None:
+    calls = []
+    graphed = GraphedCall(lambda x: calls.append(1) or x * 2, name="double")
+    assert torch.equal(graphed(torch.ones(3)), torch.full((3,), 2.0)) and calls == [1]
+    assert graphed.state() == {"enabled": True, "num_graphs": 0, "failure": None}
+
+
+def test_graphed_call_falls_back_to_eager_with_one_warning_when_capture_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    space = ActionSpace(["contrast", "brightness"], severities=(1,))
+    graphed = GraphedCall(space.apply, name="the corruption")
+    monkeypatch.setattr(graphed, "_eligible", lambda args: graphed.failure is None)  # force a capture on CPU
+    x, actions = torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the corruption failed") as record:
+        out = graphed(x, actions)
+        again = graphed(x, actions)
+    assert len(record) == 1 and graphed.failure is not None and graphed.num_graphs == 0
+    assert torch.equal(out, space.apply(x, actions)) and torch.equal(again, out)
+
+
+def test_graphed_call_disabled_never_captures() -> None:
+    graphed = GraphedCall(lambda x: x + 1, name="inc", enabled=False)
+    assert not graphed._eligible((torch.ones(1),))
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graphed_corruption_equals_eager_and_replays_fresh_noise() -> None:
+    space = ActionSpace()  # "auto": fused on CUDA
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.rand(space.size, 1, 64, 64, device="cuda")
+    actions = torch.arange(space.size, device="cuda")
+    run = GraphedCall(lambda im, a: space.apply(im, a, generator=gen), name="corruption", generators=[gen])
+    gen.manual_seed(5)
+    first = run(x, actions)  # captures (warm-up draws rewound), then replays
+    second = run(x, actions)
+    gen.manual_seed(5)
+    ref_first = space.apply(x, actions, generator=gen)
+    ref_second = space.apply(x, actions, generator=gen)
+    assert run.num_graphs == 1 and run.failure is None
+    torch.testing.assert_close(first, ref_first, atol=1e-5, rtol=0)
+    torch.testing.assert_close(second, ref_second, atol=1e-5, rtol=0)
+    assert not torch.equal(first, second)  # fresh random numbers on every replay
