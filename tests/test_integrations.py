@@ -1,0 +1,182 @@
+"""Integrations: PyTorch Lightning (callback, checkpoints, DDP with two CPU processes) and accelerate.
+
+The DDP case runs this file as a script (``python tests/test_integrations.py ddp OUT``): Lightning's
+DDP launcher starts the second process by re-running the same command, with gloo on the loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+L = pytest.importorskip("lightning.pytorch") if __name__ != "__main__" else __import__("lightning.pytorch").pytorch
+
+from advcorrupt.data import SyntheticIRSTD  # noqa: E402
+from advcorrupt.integrations.lightning import AdversarialCorruption  # noqa: E402
+from advcorrupt.losses import SoftIoULoss  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_POLICY = {"input_size": 32, "widths": [4, 4, 8, 8, 8]}
+
+
+class TinySegmenter(L.LightningModule):
+    """An ordinary LightningModule; ``per_sample=False`` returns only the mean loss (not enough)."""
+
+    def __init__(self, per_sample: bool = True) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+        self.loss_fn = SoftIoULoss(reduction="none")
+        self.per_sample = per_sample
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        images, masks = batch
+        self.batch_sizes.append(images.shape[0])
+        per_sample = self.loss_fn(self(images), masks)
+        if not self.per_sample:
+            return per_sample.mean()
+        return {"loss": per_sample.mean(), "per_sample_loss": per_sample}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def _loader(n: int = 8) -> DataLoader:
+    return DataLoader(SyntheticIRSTD(n, size=32, seed=1), batch_size=4)
+
+
+def _trainer(tmp: Path, **kw: Any) -> Any:
+    args = dict(
+        accelerator="cpu", devices=1, max_epochs=1, default_root_dir=str(tmp), enable_progress_bar=False,
+        enable_model_summary=False, logger=L.loggers.CSVLogger(str(tmp), name="logs"),
+    )
+    return L.Trainer(**{**args, **kw})
+
+
+def _callback(**kw: Any) -> AdversarialCorruption:
+    return AdversarialCorruption(corruptions=["gaussian_noise", "contrast"], severities=(1, 2), seed=0,
+                                 policy_kwargs=SMALL_POLICY, **kw)
+
+
+def test_lightning_callback_trains_on_clean_plus_corrupted_and_logs_through_the_module(tmp_path: Path) -> None:
+    module, cb = TinySegmenter(), _callback()
+    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[cb], log_every_n_steps=1)
+    trainer.fit(module, _loader())
+    assert module.batch_sizes == [8, 8, 8, 8], "each step sees 4 clean images and their 4 corrupted copies"
+    assert cb.adversary is not None and cb.adversary.strategy.reinforce.num_updates == 4
+    logged = trainer.logged_metrics
+    for key in ("loss_clean_epoch", "loss_corrupted_epoch", "policy_entropy_epoch"):
+        assert torch.isfinite(logged[f"advcorrupt/{key}"])
+    shares = [float(logged[f"advcorrupt/share/{n}"]) for n in ("gaussian_noise", "contrast")]
+    assert abs(sum(shares) - 1.0) < 1e-6
+    metrics_csv = next(tmp_path.glob("logs/version_*/metrics.csv")).read_text()
+    assert "advcorrupt/share/contrast" in metrics_csv.splitlines()[0], "the module's logger received the shares"
+
+
+def test_lightning_checkpoint_saves_and_restores_the_policy_its_optimizer_and_baseline(tmp_path: Path) -> None:
+    module, cb = TinySegmenter(), _callback()
+    trainer = _trainer(tmp_path, callbacks=[cb])
+    trainer.fit(module, _loader())
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    saved = cb.adversary.state_dict()
+    assert saved["strategy_state"]["num_updates"] == 2
+
+    restored_cb = _callback()
+    more = _trainer(tmp_path / "more", max_epochs=2, callbacks=[restored_cb])
+    more.fit(TinySegmenter(), _loader(), ckpt_path=str(ckpt))
+    strategy_state = restored_cb.adversary.state_dict()["strategy_state"]
+    assert strategy_state["num_updates"] == 4, "resumed from the saved 2 updates, then 2 more"
+
+    check_cb = _callback()
+    check = _trainer(tmp_path / "check", callbacks=[check_cb])
+    check.fit(TinySegmenter(), _loader(), ckpt_path=str(ckpt))  # nothing left to train: restore only
+    got = check_cb.adversary.state_dict()["strategy_state"]
+    want = saved["strategy_state"]
+    assert got["num_updates"] == want["num_updates"]
+    torch.testing.assert_close(got["baseline"], want["baseline"])
+    for k, v in want["policy"].items():
+        torch.testing.assert_close(got["policy"][k], v)
+    assert got["optimizer"]["state"].keys() == want["optimizer"]["state"].keys()
+
+
+def test_lightning_module_without_per_sample_losses_gets_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r'return \{"loss": loss, "per_sample_loss": per_sample\}.*\(8,\)'):
+        _trainer(tmp_path, callbacks=[_callback()]).fit(TinySegmenter(per_sample=False), _loader())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_lightning_ddp_two_cpu_processes_keep_one_policy(tmp_path: Path) -> None:
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "ddp", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "ddp.json").read_text())
+    assert result["world_size"] == 2
+    assert result["num_updates"] == [2, 2]
+    assert result["policy_checksums"][0] == result["policy_checksums"][1], "both ranks hold the same policy"
+    assert abs(sum(result["shares"]) - 1.0) < 1e-6
+
+
+def _ddp_worker(out: Path) -> None:
+    import torch.distributed as dist
+    from lightning.pytorch.strategies import DDPStrategy
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    module, cb = TinySegmenter(), _callback()
+    trainer = _trainer(out, devices=2, strategy=DDPStrategy(process_group_backend="gloo"), callbacks=[cb], logger=False)
+    trainer.fit(module, _loader(16))  # 16 images / 2 processes / batch 4 = 2 steps each
+    policy = cb.adversary.policy
+    checksum = float(sum(p.double().sum() for p in policy.parameters()))
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (checksum, cb.adversary.strategy.reinforce.num_updates))
+    if trainer.global_rank == 0:
+        shares = [float(trainer.callback_metrics[f"advcorrupt/share/{n}"]) for n in ("gaussian_noise", "contrast")]
+        (out / "ddp.json").write_text(json.dumps({
+            "world_size": dist.get_world_size(),
+            "policy_checksums": [g[0] for g in gathered],
+            "num_updates": [g[1] for g in gathered],
+            "shares": shares,
+        }))
+
+
+def test_accelerate_example_runs_on_cpu() -> None:
+    pytest.importorskip("accelerate")
+    import importlib.util
+
+    from accelerate.state import AcceleratorState
+
+    spec = importlib.util.spec_from_file_location("accelerate_loop", ROOT / "examples" / "accelerate_loop.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    try:
+        result = example.main(steps=3, batch_size=2, size=32)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert result["step"] == 2 and torch.isfinite(torch.tensor(result["loss"]))
+    assert result["trainer"].strategy.reinforce.num_updates == 3
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["ddp"]:
+        _ddp_worker(Path(sys.argv[2]))
