@@ -180,3 +180,34 @@ def test_accelerate_example_runs_on_cpu() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["ddp"]:
         _ddp_worker(Path(sys.argv[2]))
+
+
+def read_events(log_dir: Path) -> Any:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    events.Reload()
+    return events
+
+
+def test_tensorboard_writer_records_epochs_shares_and_the_heatmap(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from PIL import Image
+
+    from advcorrupt.integrations.tensorboard import TensorBoardWriter
+
+    labels = ["gaussian_noise@1", "gaussian_noise@2", "contrast@1", "contrast@2"]
+    w = TensorBoardWriter(tmp_path / "tb")
+    w.add_epoch(1, {"epoch": 0, "lr": 1e-3, "train_loss": 0.9, "val_iou": 0.2, "actions": {}}, labels, [0.1, 0.2, 0.3, 0.4])
+    w.add_epoch(2, {"epoch": 1, "lr": 5e-4, "train_loss": 0.7, "val_iou": 0.3}, labels, [0.25, 0.25, 0.25, 0.25])
+    Image.new("RGB", (12, 8), (255, 0, 0)).save(tmp_path / "heat.png")
+    w.add_heatmap(tmp_path / "heat.png", 2)
+    w.close()
+    ev = read_events(tmp_path / "tb")
+    tags = ev.Tags()
+    assert {"lr", "train/loss", "val/iou", "policy_share/gaussian_noise", "policy_share/contrast"} <= set(tags["scalars"])
+    assert [round(e.value, 6) for e in ev.Scalars("policy_share/contrast")] == [0.7, 0.5]
+    assert [e.step for e in ev.Scalars("train/loss")] == [1, 2]
+    assert tags["histograms"] == ["policy/actions"] and tags["images"] == ["robustness/iou"]
+    image = ev.Images("robustness/iou")[0]
+    assert (image.width, image.height) == (12, 8)
