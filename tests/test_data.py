@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from advcorrupt.data import (
     DATASET_STATS,
+    BadFileError,
     ISTDDataset,
     Normalize,
     SyntheticIRSTD,
@@ -171,6 +172,82 @@ def test_missing_file_in_a_copy_of_real_files_raises(tmp_path: Path) -> None:
         ISTDDataset(tmp_path, "test")
     (tmp_path / "img_idx" / "test_NUAA-SIRST.txt").write_text("Misc_1\r\nMisc_10\r\n")
     assert len(ISTDDataset(tmp_path, "test")) == 2
+
+
+def _damage(root: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """Damage sample ``b`` of a toy dataset; return the damaged file and the expected cause."""
+    image, mask = root / "images" / "b.png", root / "masks" / "b.png"
+    data = image.read_bytes()
+    if how == "zero_bytes":
+        image.write_bytes(b"")
+        return image, "empty \\(0 bytes\\)"
+    if how == "truncated_image":
+        image.write_bytes(data[: len(data) // 2])
+        return image, "truncated or corrupt"
+    if how == "garbage_image":
+        image.write_bytes(bytes(reversed(data)))
+        return image, "truncated or corrupt"
+    if how == "truncated_mask":
+        mask.write_bytes(mask.read_bytes()[:60])
+        return mask, "truncated or corrupt"
+    if how == "symlink_loop":
+        image.unlink()
+        image.symlink_to(image.name)  # b.png -> b.png
+        return image, "symbolic-link loop"
+    if how == "unreadable":
+        # Simulated: this suite may run as root, who reads any file whatever its mode.
+        real_open = Image.open
+
+        def refuse(fp: object, *args: object, **kwargs: object) -> Image.Image:
+            if Path(str(fp)) == image:
+                raise PermissionError(13, "Permission denied", str(image))
+            return real_open(fp, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr("advcorrupt.data.istd.Image.open", refuse)
+        return image, "permission denied"
+    raise AssertionError(how)
+
+
+BROKEN = ["zero_bytes", "truncated_image", "garbage_image", "truncated_mask", "symlink_loop", "unreadable"]
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_broken_file_raises_naming_the_file_and_the_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    _make_dataset(tmp_path, ["a", "b", "c"])
+    path, cause = _damage(tmp_path, how, monkeypatch)
+    with pytest.raises(BadFileError, match=rf"cannot read {path}: .*{cause}") as e:
+        ISTDDataset(tmp_path, "train")
+    assert e.value.path == path and isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize("how", [*BROKEN, "missing_in_split"])
+def test_the_skip_policy_drops_broken_or_missing_files_with_a_warning_and_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    if how == "missing_in_split":
+        _make_dataset(tmp_path, ["a", "c"], train_text="a\nb\nc\n")
+    else:
+        _make_dataset(tmp_path, ["a", "b", "c"])
+        _damage(tmp_path, how, monkeypatch)
+    with pytest.warns(UserWarning, match=r"skipped 1 sample\(s\) whose image or mask is missing or unreadable: \['b'\]"):
+        ds = ISTDDataset(tmp_path, "train", on_bad_file="skip")
+    assert ds.names == ["a", "c"] and len(ds) == 2
+    [problem] = [p for p in ds.problems if p.name == "b"]
+    assert problem.kind == ("missing_file" if how == "missing_in_split" else "bad_file") and problem.action == "skipped"
+    image, mask = ds[1]
+    assert image.shape == mask.shape == (1, 20, 30) and 0 <= float(image.min()) <= float(image.max()) <= 1
+
+
+def test_a_file_damaged_after_the_dataset_was_built_names_the_file_when_read(tmp_path: Path) -> None:
+    _make_dataset(tmp_path, ["a", "b"])
+    ds = ISTDDataset(tmp_path, "train")
+    image = tmp_path / "images" / "b.png"
+    image.write_bytes(image.read_bytes()[:40])
+    assert ds[0][0].shape == (1, 20, 30)
+    with pytest.raises(BadFileError, match=rf"cannot read {image}: the file is truncated or corrupt"):
+        ds[1]
+    with pytest.raises(ValueError, match="on_bad_file"):
+        ISTDDataset(tmp_path, "train", on_bad_file="ignore")  # type: ignore[arg-type]
 
 
 def test_mask_defects_are_binarised_and_reported(tmp_path: Path) -> None:

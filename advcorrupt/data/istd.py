@@ -15,13 +15,18 @@ Conversions (see ``docs/data.md``):
 * masks become {0, 1}: a pixel is a target when any colour channel exceeds half the full
   scale (> 127 of 255, > 32767 of 65535); alpha is dropped.
 
-Every image/mask pair is checked when the dataset is built (files exist, sizes agree, mask
-values), and what was found is kept in :attr:`ISTDDataset.problems`.
+Every image/mask pair is checked when the dataset is built (files exist and decode, sizes agree,
+mask values), and what was found is kept in :attr:`ISTDDataset.problems`. A file that cannot be
+read (zero bytes, truncated or corrupt, no read permission, a symbolic-link loop) raises
+:class:`BadFileError` naming it, or is skipped and reported with ``on_bad_file="skip"``.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +34,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .transforms import TrainView
 
-__all__ = ["DATASET_STATS", "ISTDDataset", "Problem", "load_image", "load_mask"]
+__all__ = ["DATASET_STATS", "BadFileError", "ISTDDataset", "Problem", "load_image", "load_mask"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -47,6 +52,43 @@ DATASET_STATS: dict[str, tuple[float, float]] = {
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
+class BadFileError(ValueError):
+    """An image or mask file that exists but cannot be read: empty, truncated or corrupt,
+    unreadable (permissions), or a symbolic-link loop. ``path`` is the file."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        super().__init__(f"cannot read {path}: {cause}")
+        self.path = Path(path)
+        self.cause = cause
+
+
+# What PIL and the OS raise for a file that cannot be decoded or opened.
+_DECODE_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
+
+
+def _open_image(path: str | Path) -> Image.Image:
+    """``Image.open`` + full decode, every failure turned into :class:`BadFileError` naming the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadFileError(path, "the file is empty (0 bytes)")
+        img = Image.open(path)
+        img.load()
+        return img
+    except BadFileError:
+        raise
+    except FileNotFoundError:
+        raise
+    except PermissionError as e:
+        raise BadFileError(path, f"permission denied ({e.strerror}); check the file's read permission") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BadFileError(path, "it is a symbolic-link loop") from None
+        raise BadFileError(path, f"the file is truncated or corrupt ({type(e).__name__}: {e})") from None
+    except _DECODE_ERRORS as e:
+        raise BadFileError(path, f"the file is truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
 @dataclass(frozen=True)
 class Problem:
     """One defect found while validating a dataset.
@@ -54,7 +96,8 @@ class Problem:
     Attributes:
         name: the sample name (as in the split file).
         kind: ``"size_mismatch"``, ``"nonbinary_mask"``, ``"mask_channels"``,
-            ``"empty_mask"``, ``"duplicate_name"`` or ``"in_both_splits"``.
+            ``"empty_mask"``, ``"duplicate_name"``, ``"in_both_splits"``, ``"missing_file"`` or
+            ``"bad_file"`` (the last two only with ``on_bad_file="skip"``).
         detail: what was found, human readable.
         action: what the dataset does about it (``"resized mask"``, ``"skipped"``, ...).
     """
@@ -100,6 +143,10 @@ def load_image(path: str | Path) -> np.ndarray:
     Returns:
         The image.
 
+    Raises:
+        FileNotFoundError: no such file.
+        BadFileError: the file is empty, truncated, corrupt, unreadable or a link loop.
+
     Example:
         >>> import tempfile, os
         >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
@@ -107,7 +154,7 @@ def load_image(path: str | Path) -> np.ndarray:
         >>> round(float(load_image(p)[0, 0]), 3)
         0.299
     """
-    with Image.open(path) as img:
+    with _open_image(path) as img:
         arr, scale = _pil_channels(img)
     if arr.shape[-1] == 3:
         gray = arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
@@ -118,7 +165,7 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def _mask_info(path: Path) -> tuple[np.ndarray, int, int]:
     """Binary mask, number of colour channels, number of pixels strictly between 0 and full."""
-    with Image.open(path) as img:
+    with _open_image(path) as img:
         arr, scale = _pil_channels(img)
     binary = (arr > scale / 2).any(axis=-1)
     intermediate = int(((arr > 0) & (arr < scale)).any(axis=-1).sum())
@@ -140,6 +187,10 @@ def load_mask(path: str | Path) -> np.ndarray:
     Returns:
         The mask.
 
+    Raises:
+        FileNotFoundError: no such file.
+        BadFileError: the file is empty, truncated, corrupt, unreadable or a link loop.
+
     Example:
         >>> import tempfile, os
         >>> p = os.path.join(tempfile.mkdtemp(), "m.png")
@@ -156,6 +207,12 @@ def _find_file(folder: Path, stem: str, suffixes: Sequence[str] = ("",)) -> Path
             for cand in (folder / f"{stem}{suffix}{ext}", folder / f"{stem}{suffix}{ext.upper()}"):
                 if cand.is_file():
                     return cand
+                if cand.is_symlink():  # is_file() is False for a dangling link or a link loop
+                    try:
+                        os.stat(cand)
+                    except OSError as e:
+                        why = "a symbolic-link loop" if e.errno == errno.ELOOP else f"a broken symbolic link ({e.strerror})"
+                        raise BadFileError(cand, f"it is {why}") from None
     return None
 
 
@@ -201,6 +258,10 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         on_mismatch: what to do with a pair whose image and mask sizes differ: ``"resize"``
             (nearest-neighbour resize of the mask to the image, with a warning), ``"skip"``
             (drop the pair, with a warning) or ``"error"`` (raise ``ValueError``).
+        on_bad_file: what to do with a name of the split whose image or mask is missing or cannot
+            be read (empty, truncated, corrupt, no permission, a link loop): ``"error"`` (raise,
+            naming the file) or ``"skip"`` (drop the pair, with a warning; each one is listed in
+            :attr:`problems` as ``"missing_file"`` or ``"bad_file"``).
         cache: keep decoded images and masks in memory after the first read.
 
     Attributes:
@@ -210,7 +271,10 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             dataset is known, otherwise computed over its train split on first access).
 
     Raises:
-        FileNotFoundError: a folder, split file, image or mask named in the split is missing.
+        FileNotFoundError: a folder or split file is missing; an image or mask named in the
+            split is missing (with ``on_bad_file="error"``).
+        BadFileError: an image or mask cannot be read (with ``on_bad_file="error"``); a
+            ``ValueError``.
         ValueError: bad arguments, or a size mismatch with ``on_mismatch="error"``.
 
     Example:
@@ -228,6 +292,7 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         patch_size: int = 256,
         target_prob: float = 0.5,
         on_mismatch: Literal["resize", "skip", "error"] = "resize",
+        on_bad_file: Literal["error", "skip"] = "error",
         cache: bool = False,
     ) -> None:
         self.root = Path(root)
@@ -235,6 +300,9 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
         if on_mismatch not in ("resize", "skip", "error"):
             raise ValueError(f"on_mismatch must be 'resize', 'skip' or 'error'; got {on_mismatch!r}")
+        if on_bad_file not in ("error", "skip"):
+            raise ValueError(f"on_bad_file must be 'error' or 'skip'; got {on_bad_file!r}")
+        self.on_bad_file = on_bad_file
         for sub in ("images", "masks", "img_idx"):
             if not (self.root / sub).is_dir():
                 raise FileNotFoundError(f"{self.root} is not an ISTD dataset folder: missing {sub}/ (expected images/, masks/, img_idx/)")
@@ -275,6 +343,7 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         other = self.root / "img_idx" / f"{'test' if self.split == 'train' else 'train'}_{self.name}.txt"
         other_names = set(_read_split(other)) if other.is_file() else set()
         mismatched: list[str] = []
+        unreadable: list[str] = []
         for stem in names:
             if stem in seen:
                 self.problems.append(Problem(stem, "duplicate_name", f"listed more than once in {self.split_file.name}", "kept the first"))
@@ -282,15 +351,15 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             seen.add(stem)
             if stem in other_names:
                 self.problems.append(Problem(stem, "in_both_splits", f"also listed in {other.name}", "kept (train/test leakage)"))
-            image = _find_file(self.root / "images", stem)
-            if image is None:
-                raise FileNotFoundError(f"image for {stem!r} (listed in {self.split_file}) not found in {self.root / 'images'} with extensions {IMAGE_EXTENSIONS}")
-            mask = _find_file(self.root / "masks", stem, ("", "_pixels0"))
-            if mask is None:
-                raise FileNotFoundError(f"mask for {stem!r} (listed in {self.split_file}) not found in {self.root / 'masks'} as {stem}[_pixels0]<ext>")
-            with Image.open(image) as im:
-                image_size = im.size
-            binary, channels, intermediate = _mask_info(mask)
+            try:
+                image, mask, image_size, (binary, channels, intermediate) = self._read_pair(stem)
+            except (FileNotFoundError, BadFileError) as e:
+                if self.on_bad_file == "error":
+                    raise
+                kind = "missing_file" if isinstance(e, FileNotFoundError) else "bad_file"
+                self.problems.append(Problem(stem, kind, str(e), "skipped"))
+                unreadable.append(stem)
+                continue
             if channels > 1:
                 self.problems.append(Problem(stem, "mask_channels", f"mask has {channels} colour channels", "target where any channel > half scale"))
             if intermediate:
@@ -313,6 +382,22 @@ class ISTDDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if mismatched:
             action = "skipped" if self.on_mismatch == "skip" else "masks resized to their images (nearest neighbour)"
             warnings.warn(f"{self.root.name}/{self.split}: image/mask size mismatch for {mismatched}; {action}. See .problems.", stacklevel=3)
+        if unreadable:
+            warnings.warn(
+                f"{self.root.name}/{self.split}: skipped {len(unreadable)} sample(s) whose image or mask is missing or "
+                f"unreadable: {unreadable} (on_bad_file='skip'). See .problems.", stacklevel=3,
+            )
+
+    def _read_pair(self, stem: str) -> tuple[Path, Path, tuple[int, int], tuple[np.ndarray, int, int]]:
+        """Find and fully decode one pair: ``(image path, mask path, image (W, H), mask info)``."""
+        image = _find_file(self.root / "images", stem)
+        if image is None:
+            raise FileNotFoundError(f"image for {stem!r} (listed in {self.split_file}) not found in {self.root / 'images'} with extensions {IMAGE_EXTENSIONS}")
+        mask = _find_file(self.root / "masks", stem, ("", "_pixels0"))
+        if mask is None:
+            raise FileNotFoundError(f"mask for {stem!r} (listed in {self.split_file}) not found in {self.root / 'masks'} as {stem}[_pixels0]<ext>")
+        h, w = load_image(image).shape  # a full decode: a truncated file fails here, not mid-training
+        return image, mask, (w, h), _mask_info(mask)
 
     # ----------------------------------------------------------------- loading
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
