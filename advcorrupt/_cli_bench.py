@@ -1,54 +1,74 @@
-"""``advcorrupt bench``: the robustness report of a trained checkpoint."""
+"""``advcorrupt bench``: the robustness report of trained checkpoints, and their comparison."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from ._cli_train import _csv
 
 __all__ = ["add_parser", "run"]
 
 
+class _BenchError(Exception):
+    """A user error: printed as ``advcorrupt bench: error: ...``, exit code 2."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "bench",
-        help="corruption-robustness report of a checkpoint (IoU/nIoU/Pd/Fa/RCE per corruption x severity)",
-        description="Evaluate a checkpoint written by `advcorrupt train` on the clean test set and on every "
+        help="corruption-robustness report of checkpoints (IoU/nIoU/Pd/Fa/RCE per corruption x severity), "
+        "and a side-by-side comparison of several",
+        description="Evaluate checkpoints written by `advcorrupt train` on the clean test set and on every "
         "corruption x severity (seeded, so every model sees the same corrupted images). Writes robustness.md, "
-        "robustness.csv, robustness.json and robustness_iou.png. Without --data-root it uses the run's test set "
-        "(synthetic or its ISTD data root), normalised with the statistics the model was trained with.",
+        "robustness.csv, robustness.json and robustness_iou.png per checkpoint. Without --data-root it uses the "
+        "run's test set (synthetic or its ISTD data root), normalised with the statistics the model was trained "
+        "with. With several checkpoints it also prints and writes comparison.md: one column per model label "
+        "(reports with the same label are seeds: mean +- std), BALISTD's Table 2.",
     )
-    p.add_argument("--checkpoint", required=True, help="a ckpt_*.pt file, or a run folder (its newest checkpoint)")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="ckpt_*.pt files, run folders (their newest checkpoint) or robustness.json reports "
+                   "written by an earlier bench (read, not re-evaluated)")
+    p.add_argument("--labels", type=_csv(str), default=None,
+                   help="comma-separated model label per --checkpoint (default: '<model> (<strategy>)'); "
+                   "equal labels are averaged as seeds")
     p.add_argument("--data-root", default=None, help="ISTD-layout folder; default: the checkpoint's data (or synthetic)")
     p.add_argument("--dataset-name", default=None)
     p.add_argument("--corruptions", type=_csv(str), default=None, help="comma-separated names (default: all)")
     p.add_argument("--severities", type=_csv(int), default=(1, 2, 3, 4, 5))
     p.add_argument("--seed", type=int, default=0, help="seed of the corrupted test sets")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--out", default=None, help="report folder (default: <checkpoint folder>/bench)")
+    p.add_argument("--out", default=None,
+                   help="one checkpoint: its report folder (default: <checkpoint folder>/bench); several: the "
+                   "folder of comparison.md (default: ./bench_comparison), each report going to "
+                   "<checkpoint folder>/bench")
     p.add_argument("--corrupted-root", default=None,
                    help="read the corrupted test sets from a `advcorrupt corrupt-dataset` folder (its seed) instead of corrupting in memory")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or the newest ``ckpt_*.pt`` of a run folder."""
+    from .checkpoint import list_checkpoints
 
-    from .benchmark import evaluate_robustness
-    from .checkpoint import CheckpointError, list_checkpoints
+    if not path.is_dir():
+        return path
+    found = list_checkpoints(path)
+    if not found:
+        raise _BenchError(f"no ckpt_*.pt in {path}")
+    return found[-1]
+
+
+def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[Any, Any, Any, Any]:
+    """``(model, config, test set, preprocess)`` of a checkpoint, with --data-root applied."""
+    from .checkpoint import CheckpointError
     from .engine import build_datasets, check_config, load_model
 
-    ckpt = Path(args.checkpoint)
-    if ckpt.is_dir():
-        found = list_checkpoints(ckpt)
-        if not found:
-            print(f"advcorrupt bench: error: no ckpt_*.pt in {ckpt}", file=sys.stderr)
-            return 2
-        ckpt = found[-1]
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model, config, state = load_model(ckpt, device=device)
         if args.data_root is not None:
@@ -57,37 +77,98 @@ def run(args: argparse.Namespace) -> int:
             config = replace(config, data_root=args.data_root, dataset_name=args.dataset_name)
             check_config(config)
         _, test, preprocess = build_datasets(config)
-        norm = state.get("normalize")
-        if isinstance(norm, dict) and {"mean", "std"} <= set(norm):
-            # The model was trained with these statistics; keep them on another test set too.
-            from .data import Normalize
-
-            preprocess = Normalize(norm["mean"], norm["std"])
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
-        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"advcorrupt bench: error: {msg}", file=sys.stderr)
-        return 2
+        raise _BenchError(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) from None
+    norm = state.get("normalize")
+    if isinstance(norm, dict) and {"mean", "std"} <= set(norm):
+        # The model was trained with these statistics; keep them on another test set too.
+        from .data import Normalize
+
+        preprocess = Normalize(norm["mean"], norm["std"])
+    return model, config, test, preprocess.to(device)
+
+
+def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> Any:
+    """The robustness report of one checkpoint (in memory or from --corrupted-root)."""
+    from .benchmark import evaluate_robustness
+
+    model, config, test, preprocess = _load_for_bench(args, ckpt, device)
+    label = f"{config.model} ({config.strategy})"
     if args.corrupted_root is not None:  # folders written by `advcorrupt corrupt-dataset`
         from ._cli_corrupt import evaluate_corrupted_root
 
         try:
-            report = evaluate_corrupted_root(
+            return evaluate_corrupted_root(
                 model, args.corrupted_root, clean=test, corruptions=args.corruptions, severities=args.severities,
-                dataset_name=args.dataset_name, preprocess=preprocess.to(device), device=device,
-                progress=not args.no_progress, model_name=f"{config.model} ({config.strategy})",
+                dataset_name=args.dataset_name, preprocess=preprocess, device=device,
+                progress=not args.no_progress, model_name=label,
             )
         except (ValueError, KeyError, FileNotFoundError) as e:
-            print(f"advcorrupt bench: error: {str(e.args[0]) if isinstance(e, KeyError) else e}", file=sys.stderr)
-            return 2
-    else:
-        report = evaluate_robustness(
-            model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
-            preprocess=preprocess.to(device), device=device, progress=not args.no_progress,
-            model_name=f"{config.model} ({config.strategy})",
-            dataset_name=Path(config.data_root).name if config.data_root else "synthetic",
-        )
-    out = Path(args.out) if args.out else ckpt.parent / "bench"
-    report.save(out)
+            raise _BenchError(str(e.args[0]) if isinstance(e, KeyError) else str(e)) from None
+    return evaluate_robustness(
+        model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+        preprocess=preprocess, device=device, progress=not args.no_progress, model_name=label,
+        dataset_name=Path(config.data_root).name if config.data_root else "synthetic",
+    )
+
+
+def _report_of(args: argparse.Namespace, path: Path, device: str, out: Path | None) -> Any:
+    """A saved report (``*.json``) as is, or a checkpoint evaluated and its report saved."""
+    from .benchmark import RobustnessReport
+
+    if path.suffix == ".json":
+        try:
+            return RobustnessReport.from_json(path)
+        except (OSError, ValueError) as e:
+            raise _BenchError(f"cannot read the report {path}: {e}") from None
+    ckpt = _resolve_checkpoint(path)
+    report = _evaluate_checkpoint(args, ckpt, device)
+    folder = out if out is not None else ckpt.parent / "bench"
+    report.save(folder)
     print(report.to_markdown())
-    print(f"\nreport written to {out}")
+    print(f"\nreport written to {folder}")
+    return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _compare(reports: list[Any], labels: list[str], out: Path) -> None:
+    from .benchmark import comparison_table
+
+    groups: dict[str, list[Any]] = {}
+    for label, report in zip(labels, reports):
+        groups.setdefault(label, []).append(report)
+    try:
+        table = comparison_table(groups)
+    except ValueError as e:
+        raise _BenchError(str(e)) from None
+    _write_atomic(out / "comparison.md", "# Model comparison\n\n" + table)
+    print(table)
+    print(f"comparison written to {out / 'comparison.md'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    paths = [Path(p) for p in args.checkpoint]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out) if args.out else None
+    try:
+        if args.labels is not None and len(args.labels) != len(paths):
+            raise _BenchError(f"--labels needs one label per --checkpoint ({len(paths)}); got {len(args.labels)}")
+        reports = [_report_of(args, p, device, out if len(paths) == 1 else None) for p in paths]
+        if len(paths) == 1 and paths[0].suffix == ".json":
+            print(reports[0].to_markdown())
+        if len(paths) > 1:
+            labels = list(args.labels) if args.labels else [r.model_name or p.name for r, p in zip(reports, paths)]
+            _compare(reports, labels, out if out is not None else Path("bench_comparison"))
+    except _BenchError as e:
+        print(f"advcorrupt bench: error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -539,3 +539,53 @@ def test_comparison_table_refuses_reports_from_different_benchmarks():
         comparison_table({"a": a, "b": _fake_report(0.7, {"contrast": 0.5}, seed=1)})
     with pytest.raises(ValueError, match="num_images"):
         comparison_table({"a": [a, _fake_report(0.7, {"contrast": 0.5}, num_images=11)]})
+
+
+# ------------------------------------------------------------------ advcorrupt bench, several models
+
+
+def _tiny_bench_net(*, in_channels: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+
+
+def _train_tiny_run(out: Path, seed: int) -> None:
+    from advcorrupt.cli import main
+    from advcorrupt.models import list_models, register_model
+
+    if "_tiny_bench_net" not in list_models():
+        register_model(_tiny_bench_net)
+    args = [
+        "train", "--model", "_tiny_bench_net", "--strategy", "random", "--corruptions", "gaussian_noise,brightness",
+        "--severities", "1", "--epochs", "1", "--batch-size", "2", "--synthetic-train", "4", "--synthetic-test", "2",
+        "--synthetic-size", "32", "--device", "cpu", "--out-dir", str(out), "--seed", str(seed), "--no-progress",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an untrained tiny net triggers the collapse warning
+        assert main(args) == 0
+
+
+def test_bench_with_several_runs_and_reports_writes_the_comparison(tmp_path, capsys):
+    from advcorrupt.cli import main
+
+    for seed in (0, 1):
+        _train_tiny_run(tmp_path / f"run{seed}", seed)
+    capsys.readouterr()
+    common = ["--corruptions", "gaussian_noise", "--severities", "1", "--device", "cpu", "--no-progress"]
+    out = tmp_path / "cmp"
+    assert main(["bench", "--checkpoint", str(tmp_path / "run0"), str(tmp_path / "run1"), "--out", str(out), *common]) == 0
+    printed = capsys.readouterr().out
+    reports = [RobustnessReport.from_json(tmp_path / f"run{s}" / "bench" / "robustness.json") for s in (0, 1)]
+    table = (out / "comparison.md").read_text()
+    assert table.endswith(comparison_table({reports[0].model_name: reports}))
+    assert "_tiny_bench_net (random): 2" in table and "| metric | _tiny_bench_net (random) |" in printed
+
+    # Saved reports are read back, not re-evaluated; --labels splits them into two models.
+    jsons = [str(tmp_path / f"run{s}" / "bench" / "robustness.json") for s in (0, 1)]
+    assert main(["bench", "--checkpoint", *jsons, "--labels", "a,b", "--out", str(out), *common]) == 0
+    assert "| metric | a | b |" in (out / "comparison.md").read_text()
+    assert not list(out.glob(".*.tmp"))
+
+    assert main(["bench", "--checkpoint", *jsons, "--labels", "a", *common]) == 2
+    assert "--labels needs one label per --checkpoint (2); got 1" in capsys.readouterr().err
+    assert main(["bench", "--checkpoint", jsons[0], str(tmp_path / "missing.json"), *common]) == 2
+    assert "cannot read the report" in capsys.readouterr().err
