@@ -23,7 +23,9 @@ import csv
 import hashlib
 import json
 import math
+import os
 import statistics
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -647,12 +649,8 @@ class RobustnessReport:
             "",
             "### Every corruption x severity",
             "",
-            "| corruption | severity | IoU | nIoU | Pd | Fa | RCE |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            *_settings_table(self.results, digits),
         ]
-        for r in self.results:
-            cells = [_fmt_metric(k, getattr(r, k), digits) for k in (*METRIC_KEYS, "rce")]
-            lines.append(f"| {r.corruption} | {r.severity} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     def plot_heatmap(self, path: str | Path, *, metric: str = "iou", dpi: int = 120) -> Path:
@@ -670,62 +668,88 @@ class RobustnessReport:
         """
         if metric not in (*METRIC_KEYS, "rce"):
             raise ValueError(f"metric must be one of {[*METRIC_KEYS, 'rce']}; got {metric!r}")
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        path = Path(path)
-        rows, cols = list(self.corruptions), list(self.severities)
-        grid = [[math.nan] * len(cols) for _ in rows]
-        for r in self.results:
-            if r.corruption in rows and r.severity in cols:
-                grid[rows.index(r.corruption)][cols.index(r.severity)] = getattr(r, metric)
         scale = 1.0 if metric == "fa" else 100.0
-        values = torch.tensor(grid, dtype=torch.float64) * scale
-        finite = values[values.isfinite()]
-        vmin, vmax = (0.0, 100.0) if metric in ("iou", "niou", "pd") else (
-            (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
-        )
-        cmap = "viridis" if metric in ("iou", "niou", "pd") else "magma_r"
-        fig = Figure(figsize=(1.2 + 0.9 * len(cols), 1.0 + 0.45 * len(rows)), dpi=dpi)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        im = ax.imshow(values.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-        ax.set_xticks(range(len(cols)), [str(c) for c in cols])
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel("severity")
-        mid = (vmin + vmax) / 2
-        for i in range(len(rows)):
-            for j in range(len(cols)):
-                v = float(values[i, j])
-                if math.isfinite(v):
-                    dark = (v < mid) if cmap == "viridis" else (v > mid)
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+        values = _heatmap_grid(self, metric) * scale
         unit = " (1e-6)" if metric == "fa" else " (%)"
         clean = self.clean.get(metric)
         clean_txt = f", clean {clean * scale:.1f}" if clean is not None and metric != "rce" else ""
-        ax.set_title(f"{self.model_name or 'model'}: {metric}{unit}{clean_txt}", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.05)
-        fig.tight_layout()
+        title = f"{self.model_name or 'model'}: {metric}{unit}{clean_txt}"
+        fig = _draw_heatmap(values, list(self.corruptions), list(self.severities), metric=metric, title=title, dpi=dpi)
+        path = Path(path)
         fig.savefig(path, format="png")
         return path
 
     def save(self, folder: str | Path, *, stem: str = "robustness") -> dict[str, Path]:
         """Write Markdown, CSV, JSON and the IoU heatmap PNG into ``folder`` (created if needed).
 
+        The files are written to a temporary folder beside ``folder`` and moved in when all four
+        are complete, so an interrupted call leaves no half-written report.
+
         Returns:
             ``{"markdown", "csv", "json", "heatmap"}`` -> paths.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        md = folder / f"{stem}.md"
-        md.write_text(self.to_markdown())
-        return {
-            "markdown": md,
-            "csv": self.to_csv(folder / f"{stem}.csv"),
-            "json": self.to_json(folder / f"{stem}.json"),
-            "heatmap": self.plot_heatmap(folder / f"{stem}_iou.png"),
-        }
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        names = {"markdown": f"{stem}.md", "csv": f"{stem}.csv", "json": f"{stem}.json", "heatmap": f"{stem}_iou.png"}
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
+            staged = Path(tmp)
+            (staged / names["markdown"]).write_text(self.to_markdown())
+            self.to_csv(staged / names["csv"])
+            self.to_json(staged / names["json"])
+            self.plot_heatmap(staged / names["heatmap"])
+            folder.mkdir(exist_ok=True)
+            for name in names.values():
+                os.replace(staged / name, folder / name)
+        return {key: folder / name for key, name in names.items()}
+
+
+def _settings_table(results: Sequence[SettingResult], digits: int) -> list[str]:
+    """Markdown lines of the corruption x severity table of a report."""
+    lines = ["| corruption | severity | IoU | nIoU | Pd | Fa | RCE |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        cells = [_fmt_metric(k, getattr(r, k), digits) for k in (*METRIC_KEYS, "rce")]
+        lines.append(f"| {r.corruption} | {r.severity} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _heatmap_grid(report: RobustnessReport, metric: str) -> Tensor:
+    """(corruptions, severities) float64 grid of ``metric``; NaN where a setting is missing."""
+    rows, cols = list(report.corruptions), list(report.severities)
+    grid = [[math.nan] * len(cols) for _ in rows]
+    for r in report.results:
+        if r.corruption in rows and r.severity in cols:
+            grid[rows.index(r.corruption)][cols.index(r.severity)] = getattr(r, metric)
+    return torch.tensor(grid, dtype=torch.float64)
+
+
+def _draw_heatmap(values: Tensor, rows: list[str], cols: list[int], *, metric: str, title: str, dpi: int) -> Any:
+    """A matplotlib Figure (Agg canvas) of ``values`` with the numbers written in the cells."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    finite = values[values.isfinite()]
+    vmin, vmax = (0.0, 100.0) if metric in ("iou", "niou", "pd") else (
+        (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
+    )
+    cmap = "viridis" if metric in ("iou", "niou", "pd") else "magma_r"
+    fig = Figure(figsize=(1.2 + 0.9 * len(cols), 1.0 + 0.45 * len(rows)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(values.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("severity")
+    mid = (vmin + vmax) / 2
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = float(values[i, j])
+            if math.isfinite(v):
+                dark = (v < mid) if cmap == "viridis" else (v > mid)
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    return fig
 
 
 def _float(v: Any) -> float:

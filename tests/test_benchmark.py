@@ -589,3 +589,12 @@ def test_bench_with_several_runs_and_reports_writes_the_comparison(tmp_path, cap
     assert "--labels needs one label per --checkpoint (2); got 1" in capsys.readouterr().err
     assert main(["bench", "--checkpoint", jsons[0], str(tmp_path / "missing.json"), *common]) == 2
     assert "cannot read the report" in capsys.readouterr().err
+
+
+def test_save_stages_the_files_and_replaces_an_earlier_report(report, tmp_path):
+    out = tmp_path / "bench"
+    first = report.save(out)
+    (out / "robustness.md").write_text("stale")
+    second = report.save(out)
+    assert first == second and second["markdown"].read_text() == report.to_markdown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # no staging folder left behind
