@@ -30,13 +30,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model", default="sfim_dnanet", help="model name (advcorrupt.models.list_models())")
     p.add_argument("--data-root", default=None, help="ISTD-layout folder (images/, masks/, img_idx/); default: synthetic")
     p.add_argument("--dataset-name", default=None, help="split name in img_idx/train_<NAME>.txt (inferred if unique)")
-    p.add_argument("--strategy", default="learned", help="learned | random | none | <corruption> | noise | blur | digital")
+    p.add_argument("--strategy", default="learned",
+                   help="learned (the default adversary) | an adversary: paper, banded, ... | random | none | "
+                        "<corruption> | noise | blur | digital")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--patch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-4, help="detector Adam learning rate")
-    p.add_argument("--policy-lr", type=float, default=1e-4, help="policy SGD learning rate")
+    p.add_argument("--warmup-epochs", type=int, default=0, help="linear learning-rate warm-up epochs")
+    p.add_argument("--grad-clip", type=float, default=None, help="clip the detector's gradient norm")
+    p.add_argument("--policy-lr", type=float, default=1e-2, help="policy SGD learning rate (paper: 1e-4)")
+    p.add_argument("--reinforce-kwargs", type=json.loads, default={},
+                   help='JSON for the policy updater, e.g. \'{"min_prob": 0.2}\'')
     p.add_argument("--lam", type=float, default=1.0, help="weight of the corrupted loss (Eq. 1)")
     p.add_argument("--corruptions", type=_csv(str), default=None, help="comma-separated names (default: all)")
     p.add_argument("--severities", type=_csv(int), default=(1, 2, 3), help="comma-separated levels, e.g. 1,2,3")
@@ -69,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
+        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, reinforce_kwargs=args.reinforce_kwargs,
         lam=args.lam, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
         device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,
         checkpoint_every=args.checkpoint_every, max_consecutive_skips=args.max_consecutive_skips,
@@ -101,4 +108,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
+        if summary.get("failed"):
+            print(f"advcorrupt train: WARNING: run marked failed: {summary['failure']}", file=sys.stderr)
     return 0

@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -77,7 +78,12 @@ class TrainConfig:
         batch_size: clean images per step (the forward pass sees twice as many).
         patch_size: training crop side for real data.
         lr: detector Adam learning rate (paper: 5e-4), cosine-annealed to ``lr * 0.01``.
-        policy_lr: policy SGD learning rate (paper: 1e-4).
+        warmup_epochs: linear learning-rate warm-up from ``lr / 100`` over this many epochs
+            (0: none). A few epochs keep the high rates of short schedules from collapsing the
+            detector to all-background on some seeds (docs/results.md).
+        grad_clip: clip the detector's gradient norm to this value (``None``: no clipping).
+        policy_lr: policy SGD learning rate (paper: 1e-4, which barely moves the policy within a
+            run; default 1e-2, see docs/trainer.md).
         lam: weight of the corrupted loss (Eq. 1).
         corruptions, severities: the action space (``None``: all registered corruptions).
         seed: seeds initialisation, data order, augmentation and the adversary.
@@ -108,7 +114,9 @@ class TrainConfig:
     batch_size: int = 16
     patch_size: int = 256
     lr: float = 5e-4
-    policy_lr: float = 1e-4
+    warmup_epochs: int = 0
+    grad_clip: float | None = None
+    policy_lr: float = 1e-2
     lam: float = 1.0
     corruptions: tuple[str, ...] | None = None
     severities: tuple[int, ...] = (1, 2, 3)
@@ -132,7 +140,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-        for name in ("checkpoint_every", "num_workers"):
+        for name in ("checkpoint_every", "num_workers", "warmup_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0; got {value!r}")
@@ -142,6 +150,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        if self.grad_clip is not None and (
+            not isinstance(self.grad_clip, (int, float)) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
+        ):
+            raise ValueError(f"grad_clip must be None or a finite number > 0; got {self.grad_clip!r}")
         if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
             raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}")
         if self.amp not in _AMP:
@@ -215,14 +227,17 @@ def check_config(config: TrainConfig) -> None:
         raise KeyError(f"{e.args[0]} (--corruptions / TrainConfig.corruptions)") from None
     except ValueError as e:
         raise ValueError(f"{e} (--severities / TrainConfig.severities; levels are listed in docs/)") from None
-    if config.strategy not in ("learned", "random", "none"):
+    from .policy.adversaries import list_adversaries
+
+    adversaries = list_adversaries()
+    if config.strategy not in ("learned", "random", "none", *adversaries):
         try:
             space.actions_of(config.strategy)
         except (KeyError, ValueError):
             raise ValueError(
-                f"unknown strategy {config.strategy!r}; use 'learned', 'random', 'none', a corruption of the "
-                f"action space ({', '.join(space.corruptions)}) or a category with members in it "
-                f"(noise, blur, digital) (--strategy / TrainConfig.strategy)"
+                f"unknown strategy {config.strategy!r}; use 'learned', an adversary ({', '.join(adversaries)}), "
+                f"'random', 'none', a corruption of the action space ({', '.join(space.corruptions)}) or a "
+                f"category with members in it (noise, blur, digital) (--strategy / TrainConfig.strategy)"
             ) from None
     if config.device is not None:
         try:
@@ -668,7 +683,8 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             f"images: no full batch; lower --batch-size (TrainConfig.batch_size) or add training images"
         )
     total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=config.lr * 0.01)
+    schedule = WarmupCosine(total_steps, warmup_steps=config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     amp_dtype = _AMP[config.amp]
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
     generator = torch.Generator(device=device).manual_seed(_mix(config.seed, 7, d.rank))
@@ -681,7 +697,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         ddp_model, optimizer, action_space=action_space, strategy=config.strategy, lam=config.lam,
         policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
-        policy_kwargs=dict(config.policy_kwargs) or None,
+        policy_kwargs=dict(config.policy_kwargs) or None, in_channels=1, max_grad_norm=config.grad_clip,
     )
 
     start_epoch, start_batch, global_step = 0, 0, 0
@@ -706,7 +722,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             state, ckpts[-1], model=model, optimizer=optimizer, trainer=trainer, scheduler=scheduler, scaler=scaler,
             config=config, restore_rng=True,
         )
-        scheduler.T_max = total_steps  # epochs may have been raised: anneal over the new length
+        schedule.total_steps = total_steps  # epochs may have been raised: anneal over the new length
         gens = state.get("generators") or []
         if d.rank < len(gens) and saved_world == d.world:
             generator.set_state(gens[d.rank])
@@ -755,6 +771,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         return save_checkpoint(state, out / f"ckpt_{global_step:08d}.pt", keep_last=config.keep_last)
 
     val: dict[str, float] = {}
+    collapsed_epochs: list[int] = []  # evaluations of this process that found a collapsed detector
     last_ckpt: Path | None = ckpts[-1] if ckpts else None
     labels = action_space.labels()
     for epoch in range(start_epoch, config.epochs):
@@ -831,6 +848,10 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         if d.main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             val = evaluate(_unwrap(ddp_model), test_ds, preprocess=preprocess.to(device), device=device)
             row.update({f"val_{k}": v for k, v in val.items()})
+            row["collapsed"] = collapsed = is_collapsed(val)
+            if collapsed:
+                collapsed_epochs.append(epoch + 1)
+                _warn_collapse(epoch + 1, val, out)
         if log is not None:
             log.add_steps(_step_rows(step_buf, epoch, global_step))
             row["actions"] = {lab: round(p, 5) for lab, p in zip(labels, dist_row)}
@@ -843,6 +864,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         if d.world > 1:
             dist.barrier()
 
+    failed = bool(val) and is_collapsed(val)
     return {
         "out_dir": str(out),
         "epochs": config.epochs,
@@ -850,7 +872,63 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         "skipped": trainer.num_skipped,
         "val": val,
         "checkpoint": str(last_ckpt) if last_ckpt else None,
+        "failed": failed,
+        "failure": _collapse_message(config.epochs, val) if failed else None,
+        "collapsed_epochs": collapsed_epochs,
     }
+
+
+# A validation IoU below this (1 point) means the detector has collapsed, typically to all-background.
+COLLAPSE_IOU = 0.01
+
+
+def is_collapsed(val: Mapping[str, float]) -> bool:
+    """Whether validation metrics show a collapsed detector (IoU ~0: no or almost no target pixel found)."""
+    iou = val.get("iou", float("nan"))
+    return not math.isfinite(iou) or iou < COLLAPSE_IOU
+
+
+def _collapse_message(epoch: int, val: Mapping[str, float]) -> str:
+    return (
+        f"the detector collapsed: validation IoU {100 * val.get('iou', float('nan')):.2f}% at epoch {epoch} "
+        f"(below {100 * COLLAPSE_IOU:.0f}%: it finds no or almost no target pixel, typically all-background "
+        "logits). Lower --lr or raise --warmup-epochs; do not average this run with working ones."
+    )
+
+
+def _warn_collapse(epoch: int, val: Mapping[str, float], out: Path) -> None:
+    msg = f"{out}: " + _collapse_message(epoch, val)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    print(f"WARNING: {msg}", file=sys.stderr, flush=True)
+
+
+class WarmupCosine:
+    """Learning-rate factor: linear warm-up from 1/100 over ``warmup_steps``, then cosine to 1/100.
+
+    A callable object (not a lambda) so ``LambdaLR`` saves and restores its fields in checkpoints.
+
+    Args:
+        total_steps: steps of the whole schedule.
+        warmup_steps: warm-up steps (0: start at the full rate, a plain cosine annealing).
+        floor: the final (and initial) factor.
+
+    Example:
+        >>> s = WarmupCosine(100, warmup_steps=10)
+        >>> round(s(0), 3), s(10), round(s(100), 3)
+        (0.01, 1.0, 0.01)
+    """
+
+    def __init__(self, total_steps: int, *, warmup_steps: int = 0, floor: float = 0.01) -> None:
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.floor = float(floor)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.floor + (1.0 - self.floor) * step / self.warmup_steps
+        span = max(self.total_steps - self.warmup_steps, 1)
+        t = min(max(step - self.warmup_steps, 0), span) / span
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def _step_rows(buf: list[Tensor], epoch: int, end_step: int) -> list[dict[str, Any]]:
