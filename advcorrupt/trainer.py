@@ -90,13 +90,14 @@ class AdversarialCorruptionTrainer:
         action_space: ActionSpace | None = None,
         strategy: str | Strategy = "learned",
         lam: float = 1.0,
-        policy_lr: float = 1e-4,
+        policy_lr: float = 1e-2,
         preprocess: Callable[[Tensor], Tensor] | None = None,
         generator: torch.Generator | None = None,
         scaler: Any = None,
         autocast_dtype: torch.dtype | None = None,
         skip_non_finite: bool = True,
-        in_channels: int = 1,
+        max_grad_norm: float | None = None,
+        in_channels: int | None = None,
         policy: nn.Module | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         reinforce_kwargs: dict[str, Any] | None = None,
@@ -124,6 +125,15 @@ class AdversarialCorruptionTrainer:
             raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
         if scaler is not None and not all(hasattr(scaler, a) for a in ("scale", "step", "update", "unscale_")):
             raise TypeError(f"scaler must be a torch.amp.GradScaler or None; got {type(scaler).__name__}")
+        if max_grad_norm is not None and (
+            isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real)
+            or not math.isfinite(max_grad_norm) or max_grad_norm <= 0
+        ):
+            raise ValueError(f"max_grad_norm must be a finite number > 0 or None; got {max_grad_norm!r}")
+        if in_channels is not None and (isinstance(in_channels, bool) or not isinstance(in_channels, int)
+                                        or in_channels < 1):
+            raise ValueError(f"in_channels must be a positive int or None (inferred from the first batch); "
+                             f"got {in_channels!r}")
         if action_space is None:
             action_space = ActionSpace()
         elif not isinstance(action_space, ActionSpace):
@@ -138,11 +148,20 @@ class AdversarialCorruptionTrainer:
         self.scaler = scaler
         self.autocast_dtype = autocast_dtype
         self.skip_non_finite = bool(skip_non_finite)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.device = next(model.parameters()).device
-        self.strategy = make_strategy(
-            strategy, action_space, in_channels=in_channels, device=self.device, policy=policy,
+        self._strategy_name = strategy if isinstance(strategy, str) else strategy.name
+        self._strategy_args: dict[str, Any] = dict(
+            strategy=strategy, action_space=action_space, device=self.device, policy=policy,
             policy_lr=policy_lr, policy_kwargs=policy_kwargs, reinforce_kwargs=reinforce_kwargs,
         )
+        self._strategy: Strategy | None = None
+        needs_channels = isinstance(strategy, str) and policy is None and _is_learned(strategy)
+        if in_channels is not None or not needs_channels:
+            self._build_strategy(in_channels or 1)
+        else:  # fail fast on bad kwargs (without touching the global RNG); the policy waits for a batch
+            with torch.random.fork_rng(devices=[]):
+                make_strategy(in_channels=1, **{**self._strategy_args, "device": None})
         self._opt_params = opt_params
         self._pending: PolicySample | None = None
         # (B,) actions drawn by the last corrupt() call (empty for "none"), for logging.
@@ -151,11 +170,31 @@ class AdversarialCorruptionTrainer:
         self.num_skipped = 0
         self.consecutive_skips = 0
 
+    # ------------------------------------------------------------------ the strategy, built lazily
+    def _build_strategy(self, in_channels: int) -> Strategy:
+        self._strategy = make_strategy(in_channels=in_channels, **self._strategy_args)
+        return self._strategy
+
+    @property
+    def strategy(self) -> Strategy:
+        """The corruption strategy (for a learned one without ``in_channels``: built at the first batch)."""
+        if self._strategy is None:
+            raise RuntimeError(
+                f"the {self._strategy_name!r} policy is built from the first batch (in_channels=None): call "
+                "step() or corrupt() first, or pass in_channels= to the trainer"
+            )
+        return self._strategy
+
+    @property
+    def built(self) -> bool:
+        """Whether the strategy (and its policy network) exists yet."""
+        return self._strategy is not None
+
     # ------------------------------------------------------------------ inspection
     @property
     def policy(self) -> nn.Module | None:
-        """The policy network (``None`` unless ``strategy="learned"``)."""
-        return getattr(self.strategy, "policy", None)
+        """The policy network (``None`` for strategies that do not learn, or before the first batch)."""
+        return getattr(self._strategy, "policy", None)
 
     def policy_probabilities(self, images: Tensor) -> Tensor:
         """Action probabilities ``p(a | x)`` the strategy would draw from, (B, ``action_space.size``).
@@ -192,7 +231,8 @@ class AdversarialCorruptionTrainer:
             return self.action_space.apply(images.detach(), sample.actions, generator=self.generator)
 
     def update_policy(
-        self, per_sample_corrupted_loss: Tensor, *, valid: Tensor | None = None
+        self, per_sample_corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
+        valid: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Update the policy with the detector's per-sample losses on the last :meth:`corrupt` batch.
 
@@ -200,11 +240,14 @@ class AdversarialCorruptionTrainer:
         distributed runs.
 
         Args:
-            per_sample_corrupted_loss: the detector's loss on each corrupted image (the reward).
+            per_sample_corrupted_loss: the detector's loss on each corrupted image.
+            clean_loss: its loss on the same clean images, in the same order. Adversaries rewarded
+                with damage (``loss(corrupted) - loss(clean)``, the default) need it; pass it always.
             valid: optional bool tensor; false entries (or a false 0-dim tensor) are ignored.
 
         Shape:
-            per_sample_corrupted_loss: (B,), B as in the last :meth:`corrupt` call (0 for "none").
+            per_sample_corrupted_loss, clean_loss: (B,), B as in the last :meth:`corrupt` call
+            (0 for "none").
 
         Returns:
             Detached 0-dim tensors: ``reward``, ``policy_entropy`` (+ ``baseline`` for "learned").
@@ -219,11 +262,13 @@ class AdversarialCorruptionTrainer:
                 f"per_sample_corrupted_loss must have shape (B,) = ({sample.batch_size},), one loss per "
                 f"corrupted image; got {got} (use a loss with reduction='none')"
             )
-        self._pending = None
         if not self.strategy.corrupts:
+            self._pending = None
             zero = torch.zeros((), device=loss.device)
             return {"reward": zero, "policy_entropy": zero}
-        return self.strategy.update(sample, loss, valid=valid)
+        stats = self.strategy.update(sample, loss, clean_loss=clean_loss, valid=valid)
+        self._pending = None  # only once the update went through: a bad clean_loss can be retried
+        return stats
 
     # ------------------------------------------------------------------ all-in-one
     def step(self, images: Tensor, masks: Tensor) -> dict[str, Tensor]:
@@ -272,9 +317,15 @@ class AdversarialCorruptionTrainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         ok = True
+        grads = [p.grad for p in self._opt_params if p.grad is not None]
+        gnorm: Tensor | None = None
+        if self.max_grad_norm is not None and grads:
+            gnorm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self._opt_params if p.grad is not None], self.max_grad_norm
+            )
         if self.skip_non_finite:
-            grads = [p.grad for p in self._opt_params if p.grad is not None]
-            gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
+            if gnorm is None:
+                gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
             flags = torch.stack([torch.isfinite(loss.detach()), torch.isfinite(gnorm.to(loss.device))])
             loss_ok, grad_ok = flags.tolist()  # the step's one host-device sync
             # With a scaler, inf/NaN gradients of a finite loss are the scaler's business.
@@ -291,11 +342,12 @@ class AdversarialCorruptionTrainer:
 
         policy_stats: dict[str, Tensor] = {}
         if ok:
-            policy_stats = self.update_policy(per_sample[b:].detach())
+            policy_stats = self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())
         elif self.strategy.learns and _distributed():
             # Keep the policy's all_reduce matched across ranks: contribute nothing this step.
             policy_stats = self.update_policy(
-                per_sample[b:].detach(), valid=torch.zeros((), dtype=torch.bool, device=loss.device)
+                per_sample[b:].detach(), clean_loss=per_sample[:b].detach(),
+                valid=torch.zeros((), dtype=torch.bool, device=loss.device),
             )
         else:
             self._pending = None
@@ -331,8 +383,9 @@ class AdversarialCorruptionTrainer:
         """
         return {
             "action_space": self.action_space.state_dict(),
-            "strategy": self.strategy.name,
-            "strategy_state": self.strategy.state_dict(),
+            "strategy": self._strategy_name,
+            # before the first batch a lazily built policy does not exist yet: nothing to save
+            "strategy_state": self._strategy.state_dict() if self._strategy is not None else {},
             "num_steps": self.num_steps,
             "num_skipped": self.num_skipped,
         }
@@ -347,17 +400,26 @@ class AdversarialCorruptionTrainer:
                 f"state was saved with a different action space {state['action_space']}; expected this "
                 f"trainer's {mine}"
             )
-        if state.get("strategy") != self.strategy.name:
+        if state.get("strategy") != self._strategy_name:
             raise ValueError(
                 f"state was saved with strategy {state.get('strategy')!r}; expected this trainer's "
-                f"{self.strategy.name!r}"
+                f"{self._strategy_name!r}"
             )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
         raised before anything changes."""
         self.check_state_dict(state)
-        self.strategy.load_state_dict(state.get("strategy_state", {}))
+        strategy_state = state.get("strategy_state") or {}
+        if self._strategy is None:
+            if not strategy_state:  # saved before its first batch too: nothing to restore yet
+                self.num_steps = int(state.get("num_steps", 0))
+                self.num_skipped = int(state.get("num_skipped", 0))
+                return
+            self._build_strategy(_saved_in_channels(strategy_state))
+        elif not strategy_state and self.strategy.learns:
+            return  # a state saved before the first batch: the policy stays as it is
+        self.strategy.load_state_dict(strategy_state)
         self.num_steps = int(state.get("num_steps", 0))
         self.num_skipped = int(state.get("num_skipped", 0))
         self.consecutive_skips = 0
@@ -366,6 +428,10 @@ class AdversarialCorruptionTrainer:
     def _check_images(self, images: object) -> int:
         validate_images(images, "images")
         assert isinstance(images, Tensor)
+        if self._strategy is None:
+            if images.shape[0] == 0:
+                raise ValueError("images must hold at least one sample; got an empty batch")
+            self._build_strategy(int(images.shape[1]))  # zero-config: the policy sees the batch's channels
         pol = self.policy
         if pol is not None and images.shape[1] != getattr(pol, "in_channels", images.shape[1]):
             raise ValueError(
@@ -416,6 +482,21 @@ class AdversarialCorruptionTrainer:
             total = per if total is None else total + per
         assert total is not None
         return total / len(heads)
+
+
+def _is_learned(strategy: str) -> bool:
+    from .policy.adversaries import list_adversaries
+
+    return strategy == "learned" or strategy in list_adversaries()
+
+
+def _saved_in_channels(strategy_state: dict[str, Any]) -> int:
+    """The image channels a saved policy was built for (its first convolution's input channels)."""
+    weights = strategy_state.get("policy", {})
+    for value in weights.values() if isinstance(weights, dict) else ():
+        if isinstance(value, Tensor) and value.ndim == 4:
+            return int(value.shape[1])
+    raise ValueError("strategy_state holds no policy convolution to infer in_channels from; pass in_channels=")
 
 
 def _distributed() -> bool:

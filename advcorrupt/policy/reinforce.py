@@ -18,14 +18,14 @@ deviation (with a clip), an entropy bonus, and a floor on every action's probabi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .heads import FlatHead, HierarchicalHead, floored_log_softmax
 
 __all__ = ["PolicySample", "Reinforce", "sample_categorical"]
 
@@ -118,7 +118,9 @@ class Reinforce:
         optimizer: a ready optimizer over ``policy``'s parameters, replacing the default SGD.
         baseline_momentum: EMA factor of the reward baseline and of the reward variance, in [0, 1).
         entropy_coef: weight of the entropy bonus (>= 0).
-        min_prob: the uniform mixing weight ``eps`` in [0, 1).
+        min_prob: the uniform mixing weight ``eps`` in [0, 1) of the default flat head (0.1).
+        head: the action distribution over the policy's outputs (:class:`FlatHead` or
+            :class:`HierarchicalHead`); ``None`` is a flat floored softmax with ``min_prob``.
         normalize_advantage: divide advantages by the moving reward standard deviation.
         advantage_clip: clip advantages to ``[-c, c]`` after normalisation; ``None`` disables.
         max_grad_norm: clip the policy gradient's norm; ``None`` disables.
@@ -143,7 +145,8 @@ class Reinforce:
         optimizer: torch.optim.Optimizer | None = None,
         baseline_momentum: float = 0.9,
         entropy_coef: float = 0.01,
-        min_prob: float = 0.1,
+        min_prob: float | None = None,
+        head: FlatHead | HierarchicalHead | None = None,
         normalize_advantage: bool = True,
         advantage_clip: float | None = 5.0,
         max_grad_norm: float | None = None,
@@ -157,7 +160,15 @@ class Reinforce:
             raise ValueError(f"baseline_momentum must be in [0, 1); got {baseline_momentum}")
         if not entropy_coef >= 0:
             raise ValueError(f"entropy_coef must be >= 0; got {entropy_coef}")
-        if not 0.0 <= min_prob < 1.0:
+        if head is not None and min_prob is not None:
+            raise ValueError(
+                f"min_prob applies to the default flat head only; got min_prob={min_prob} and head={head!r} "
+                "(set the floor on the head instead)"
+            )
+        if head is not None and not isinstance(head, (FlatHead, HierarchicalHead)):
+            raise TypeError(f"head must be a FlatHead, a HierarchicalHead or None; got {type(head).__name__}")
+        min_prob = 0.1 if min_prob is None else min_prob
+        if not isinstance(min_prob, (int, float)) or not 0.0 <= min_prob < 1.0:
             raise ValueError(f"min_prob must be in [0, 1); got {min_prob}")
         if advantage_clip is not None and not advantage_clip > 0:
             raise ValueError(f"advantage_clip must be > 0 or None; got {advantage_clip}")
@@ -175,7 +186,8 @@ class Reinforce:
         self.lr = lr
         self.baseline_momentum = float(baseline_momentum)
         self.entropy_coef = float(entropy_coef)
-        self.min_prob = float(min_prob)
+        self.head = head
+        self.min_prob = float(head.min_prob if head is not None else min_prob)
         self.normalize_advantage = bool(normalize_advantage)
         self.advantage_clip = advantage_clip
         self.max_grad_norm = max_grad_norm
@@ -195,13 +207,11 @@ class Reinforce:
         return self._baseline
 
     def log_probabilities(self, logits: Tensor) -> Tensor:
-        """Log-probabilities of the floored distribution ``(1 - eps) softmax + eps / K``; (B, K)."""
-        logp = F.log_softmax(logits.float(), dim=-1)
-        if self.min_prob > 0:
-            k = logits.shape[-1]
-            floor = torch.full_like(logp, math.log(self.min_prob / k))
-            logp = torch.logaddexp(logp + math.log1p(-self.min_prob), floor)
-        return logp
+        """Log-probabilities over the flat actions, (B, K * S): the head's distribution, or by
+        default the floored softmax ``(1 - eps) softmax + eps / (K * S)``."""
+        if self.head is not None:
+            return self.head.log_probs(logits)
+        return floored_log_softmax(logits, self.min_prob)
 
     def probabilities(self, images: Tensor) -> Tensor:
         """Action probabilities ``p(a | x)`` per image, (B, K), without gradient."""

@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .action_space import ActionSpace
+from .adversaries import Adversary, get_adversary, list_adversaries
 from .network import PolicyNetwork
 from .reinforce import PolicySample, Reinforce, sample_categorical
 
@@ -64,9 +66,19 @@ class Strategy:
         actions = sample_categorical(probs, generator=generator)
         return PolicySample(actions=actions, probs=probs, entropy=_entropy(probs))
 
-    def update(self, sample: PolicySample, rewards: Tensor, *, valid: Tensor | None = None) -> dict[str, Tensor]:
-        """Learn from per-sample rewards; non-learning strategies only report statistics."""
-        r = rewards.detach().float()
+    def update(
+        self, sample: PolicySample, corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
+        valid: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Learn from the detector's per-sample losses; non-learning strategies only report statistics.
+
+        Args:
+            sample: what :meth:`sample` returned for this batch.
+            corrupted_loss: (B,) the detector's loss on each corrupted image.
+            clean_loss: (B,) its loss on the same clean images (needed by ``"damage"`` rewards).
+            valid: optional bool mask (or 0-dim bool) of samples to learn from.
+        """
+        r = corrupted_loss.detach().float()
         ok = torch.isfinite(r)
         if valid is not None:
             ok = ok & valid.to(device=ok.device, dtype=torch.bool)
@@ -145,21 +157,28 @@ class NoneStrategy(Strategy):
 
 
 class LearnedStrategy(Strategy):
-    """The learned, sample-conditioned policy (``strategy="learned"``).
+    """The learned, sample-conditioned policy (``strategy="learned"`` or an adversary's name).
 
     Args:
-        action_space: the action grid (the policy has ``action_space.size`` outputs).
-        reinforce: the updater holding the :class:`PolicyNetwork` and its optimizer.
+        action_space: the action grid.
+        reinforce: the updater holding the :class:`PolicyNetwork` and its optimizer; its head
+            must match ``adversary``'s.
+        adversary: the :class:`Adversary` (head and reward); default: the paper's.
+        name: the strategy string (``"learned"`` or the adversary's name).
     """
 
-    name = "learned"
     learns = True
 
-    def __init__(self, action_space: ActionSpace, reinforce: Reinforce) -> None:
+    def __init__(
+        self, action_space: ActionSpace, reinforce: Reinforce, *, adversary: Adversary | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(action_space)
         if not isinstance(reinforce, Reinforce):
             raise TypeError(f"reinforce must be a Reinforce; got {type(reinforce).__name__}")
         self.reinforce = reinforce
+        self.adversary = adversary if adversary is not None else get_adversary("paper")
+        self.name = name or self.adversary.name
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -171,14 +190,23 @@ class LearnedStrategy(Strategy):
     def sample(self, images: Tensor, *, generator: torch.Generator | None = None) -> PolicySample:
         return self.reinforce.act(images, generator=generator)
 
-    def update(self, sample: PolicySample, rewards: Tensor, *, valid: Tensor | None = None) -> dict[str, Tensor]:
+    def update(
+        self, sample: PolicySample, corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
+        valid: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        rewards = self.adversary.rewards(corrupted_loss, clean_loss)
         return self.reinforce.update(sample, rewards, valid=valid)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.reinforce.state_dict()
+        return {**self.reinforce.state_dict(), "adversary": self.adversary.name}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.reinforce.load_state_dict(state)
+        saved = state.get("adversary", "paper")  # checkpoints of version 0.1 used the paper's adversary
+        if saved != self.adversary.name:
+            raise ValueError(
+                f"state was saved with adversary {saved!r}; this strategy uses {self.adversary.name!r}"
+            )
+        self.reinforce.load_state_dict({k: v for k, v in state.items() if k != "adversary"})
 
 
 def make_strategy(
@@ -188,24 +216,28 @@ def make_strategy(
     in_channels: int = 1,
     device: torch.device | str | None = None,
     policy: torch.nn.Module | None = None,
-    policy_lr: float = 1e-4,
+    policy_lr: float = 1e-2,
     policy_kwargs: dict[str, Any] | None = None,
     reinforce_kwargs: dict[str, Any] | None = None,
 ) -> Strategy:
     """Build the strategy named by ``strategy``.
 
     Args:
-        strategy: ``"learned"``, ``"random"``, ``"none"``, a corruption name of ``action_space``
-            or a category (``"noise"``, ``"blur"``, ``"digital"``, ``"custom"``); a
-            :class:`Strategy` is returned as is.
+        strategy: ``"learned"`` (the default adversary), an adversary name
+            (:func:`~advcorrupt.policy.adversaries.list_adversaries`, e.g. ``"paper"``), ``"random"``,
+            ``"none"``, a corruption name of ``action_space`` or a category (``"noise"``, ``"blur"``,
+            ``"digital"``, ``"custom"``); a :class:`Strategy` is returned as is.
         action_space: the action grid.
-        in_channels: image channels the policy network sees (``"learned"`` only).
-        device: where to build the policy network (``"learned"`` only).
-        policy: a ready policy network (``"learned"`` only); default
-            ``PolicyNetwork(in_channels, action_space.size, **policy_kwargs)``.
-        policy_lr: the policy's learning rate (paper: 1e-4).
+        in_channels: image channels the policy network sees (learned strategies only).
+        device: where to build the policy network (learned strategies only).
+        policy: a ready policy network whose output size is the head's ``num_logits`` (``K * S``
+            for a flat head, ``K + K * S`` for a hierarchical one); default
+            ``PolicyNetwork(in_channels, num_logits, **policy_kwargs)``.
+        policy_lr: the policy's SGD learning rate (paper: 1e-4, which barely moves the policy
+            within a training run; see docs/trainer.md).
         policy_kwargs: extra arguments of :class:`PolicyNetwork`.
-        reinforce_kwargs: extra arguments of :class:`Reinforce`.
+        reinforce_kwargs: extra arguments of :class:`Reinforce`; ``min_prob`` and
+            ``entropy_coef`` override the adversary's.
 
     Returns:
         The strategy.
@@ -214,6 +246,8 @@ def make_strategy(
         >>> from advcorrupt.policy import ActionSpace, make_strategy
         >>> make_strategy("blur", ActionSpace()).name
         'blur'
+        >>> make_strategy("learned", ActionSpace()).adversary.name
+        'banded'
     """
     if isinstance(strategy, Strategy):
         if strategy.action_space.state_dict() != action_space.state_dict():
@@ -221,14 +255,15 @@ def make_strategy(
         return strategy
     if not isinstance(strategy, str):
         raise TypeError(f"strategy must be a str or a Strategy; got {type(strategy).__name__}")
-    if strategy != "learned" and (policy is not None or reinforce_kwargs):
-        raise ValueError(f"policy / reinforce_kwargs only apply to strategy='learned'; got strategy={strategy!r}")
-    if strategy == "learned":
-        if policy is None:
-            policy = PolicyNetwork(in_channels, action_space.size, **(policy_kwargs or {}))
-        if device is not None:
-            policy = policy.to(device)
-        return LearnedStrategy(action_space, Reinforce(policy, lr=policy_lr, **(reinforce_kwargs or {})))
+    learned = strategy == "learned" or strategy in list_adversaries()
+    if not learned and (policy is not None or reinforce_kwargs):
+        raise ValueError(
+            f"policy / reinforce_kwargs only apply to learned strategies (learned, "
+            f"{', '.join(list_adversaries())}); got strategy={strategy!r}"
+        )
+    if learned:
+        return _make_learned(strategy, action_space, in_channels=in_channels, device=device, policy=policy,
+                             policy_lr=policy_lr, policy_kwargs=policy_kwargs, reinforce_kwargs=reinforce_kwargs)
     if strategy == "random":
         return RandomStrategy(action_space)
     if strategy == "none":
@@ -237,7 +272,36 @@ def make_strategy(
         actions = action_space.actions_of(strategy)
     except KeyError:
         raise ValueError(
-            f"strategy must be 'learned', 'random', 'none', a corruption of the action space "
-            f"({', '.join(action_space.corruptions)}) or a category; got {strategy!r}"
+            f"strategy must be 'learned', an adversary ({', '.join(list_adversaries())}), 'random', 'none', "
+            f"a corruption of the action space ({', '.join(action_space.corruptions)}) or a category; "
+            f"got {strategy!r}"
         ) from None
     return FixedStrategy(action_space, actions, name=strategy)
+
+
+def _make_learned(
+    strategy: str, action_space: ActionSpace, *, in_channels: int, device: torch.device | str | None,
+    policy: torch.nn.Module | None, policy_lr: float, policy_kwargs: dict[str, Any] | None,
+    reinforce_kwargs: dict[str, Any] | None,
+) -> LearnedStrategy:
+    adversary = get_adversary(strategy)
+    kwargs = dict(reinforce_kwargs or {})
+    min_prob = kwargs.pop("min_prob", adversary.min_prob)
+    kwargs.setdefault("entropy_coef", adversary.entropy_coef)
+    if "head" in kwargs:
+        raise ValueError(f"reinforce_kwargs must not set head: strategy {strategy!r} defines it")
+    head = replace(adversary, min_prob=min_prob).make_head(action_space.num_corruptions, action_space.num_severities)
+    if policy is None:
+        policy = PolicyNetwork(in_channels, head.num_logits, **(policy_kwargs or {}))
+    else:
+        n_out = getattr(policy, "num_actions", None)
+        if n_out is not None and n_out != head.num_logits:
+            raise ValueError(
+                f"policy must emit {head.num_logits} logits per image for adversary {adversary.name!r} "
+                f"({head.kind} head over {action_space.num_corruptions} corruptions x "
+                f"{action_space.num_severities} severities); got a policy with {n_out}"
+            )
+    if device is not None:
+        policy = policy.to(device)
+    reinforce = Reinforce(policy, lr=policy_lr, head=head, **kwargs)
+    return LearnedStrategy(action_space, reinforce, adversary=adversary, name=strategy)

@@ -1,0 +1,155 @@
+"""Named adversaries: which action distribution the policy has and what it is rewarded for.
+
+The paper's adversary (AAAI 2024, Eq. 3) is a flat distribution over (corruption, severity) actions
+rewarded with the detector's loss on the corrupted image. Measured on NUAA-SIRST it collapses onto
+the single hardest corruption (``docs/results.md``), which is the wrong objective when robustness is
+averaged over corruptions. The adversaries here differ in two choices:
+
+* ``head``: ``"flat"`` (one softmax over all actions) or ``"hierarchical"`` (a corruption, then a
+  severity given the corruption; optionally with the corruption's probability held in a ``band``
+  around uniform, see :class:`~advcorrupt.policy.heads.HierarchicalHead`);
+* ``reward``: ``"loss"`` (the corrupted image's loss, the paper) or ``"damage"`` (the corrupted
+  image's loss minus the same clean image's loss: how much *this* corruption hurts *this* image;
+  both come from the step's one forward pass, so neither costs an extra pass).
+
+``strategy="learned"`` means :data:`DEFAULT_ADVERSARY`; every adversary can also be named directly
+(``strategy="paper"`` reproduces version 0.1 for ablations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .heads import FlatHead, HierarchicalHead, check_band
+
+__all__ = [
+    "DEFAULT_ADVERSARY",
+    "REWARDS",
+    "Adversary",
+    "get_adversary",
+    "list_adversaries",
+    "register_adversary",
+]
+
+REWARDS = ("loss", "damage")
+HEADS = ("flat", "hierarchical")
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """A named adversary configuration.
+
+    Attributes:
+        name: the ``strategy`` string that selects it.
+        head: ``"flat"`` or ``"hierarchical"``.
+        reward: ``"loss"`` or ``"damage"`` (needs the clean per-sample losses).
+        band: for the hierarchical head, ``(lo, hi)`` in multiples of ``1/K`` or ``None``.
+        min_prob: uniform mixing weight of the (severity) distribution, see :class:`Reinforce`.
+        entropy_coef: entropy bonus weight.
+        description: one line for docs and ``--help``.
+
+    Example:
+        >>> from advcorrupt.policy.adversaries import get_adversary
+        >>> get_adversary("paper").head, get_adversary("paper").reward
+        ('flat', 'loss')
+    """
+
+    name: str
+    head: str = "hierarchical"
+    reward: str = "damage"
+    band: tuple[float, float] | None = (0.5, 2.0)
+    min_prob: float = 0.1
+    entropy_coef: float = 0.01
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty str; got {self.name!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}; got {self.head!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}; got {self.reward!r}")
+        if self.head == "flat" and self.band is not None:
+            raise ValueError(f"band applies to the hierarchical head only; got band={self.band} with head='flat'")
+        object.__setattr__(self, "band", check_band(self.band, None))
+
+    def make_head(self, num_corruptions: int, num_severities: int) -> FlatHead | HierarchicalHead:
+        """The action distribution for a ``K x S`` action space (``hi`` of the band is capped at ``K``)."""
+        if self.head == "flat":
+            return FlatHead(num_corruptions * num_severities, min_prob=self.min_prob)
+        band = None if self.band is None else (self.band[0], min(self.band[1], float(num_corruptions)))
+        return HierarchicalHead(num_corruptions, num_severities, band=band, min_prob=self.min_prob)
+
+    def rewards(self, corrupted_loss: Tensor, clean_loss: Tensor | None) -> Tensor:
+        """Per-sample rewards from the detector's per-sample losses.
+
+        Shape:
+            corrupted_loss, clean_loss: (B,). Output: (B,).
+        """
+        if self.reward == "loss":
+            return corrupted_loss
+        if clean_loss is None:
+            raise ValueError(
+                f"adversary {self.name!r} is rewarded with damage = loss(corrupted) - loss(clean) and needs "
+                "clean_loss: pass the clean images' per-sample losses, update_policy(loss_corrupted, "
+                "clean_loss=loss_clean)"
+            )
+        if not isinstance(clean_loss, Tensor) or clean_loss.shape != corrupted_loss.shape:
+            got = tuple(clean_loss.shape) if isinstance(clean_loss, Tensor) else type(clean_loss).__name__
+            raise ValueError(
+                f"clean_loss must be a (B,) = {tuple(corrupted_loss.shape)} tensor of per-sample losses on the "
+                f"clean images; got {got}"
+            )
+        return corrupted_loss - clean_loss.to(corrupted_loss.device, corrupted_loss.dtype)
+
+
+_ADVERSARIES: dict[str, Adversary] = {}
+# Chosen by measurement over seeds (docs/results.md); the paper's adversary stays available as "paper".
+DEFAULT_ADVERSARY = "banded"
+
+
+def register_adversary(adversary: Adversary) -> Adversary:
+    """Add a named adversary (a name registered twice is replaced, with a warning)."""
+    import warnings
+
+    if not isinstance(adversary, Adversary):
+        raise TypeError(f"adversary must be an Adversary; got {type(adversary).__name__}")
+    if adversary.name in _ADVERSARIES:
+        warnings.warn(f"adversary {adversary.name!r} is already registered; replacing it", stacklevel=2)
+    _ADVERSARIES[adversary.name] = adversary
+    return adversary
+
+
+def list_adversaries() -> list[str]:
+    """Names of the registered adversaries."""
+    return list(_ADVERSARIES)
+
+
+def get_adversary(name: str) -> Adversary:
+    """The adversary called ``name`` (``"learned"`` is the default one); KeyError lists the names."""
+    if name == "learned":
+        name = DEFAULT_ADVERSARY
+    try:
+        return _ADVERSARIES[name]
+    except KeyError:
+        raise KeyError(f"unknown adversary {name!r}; registered: learned (= {DEFAULT_ADVERSARY}), "
+                       f"{', '.join(_ADVERSARIES)}") from None
+
+
+for _adv in (
+    Adversary("paper", head="flat", reward="loss", band=None,
+              description="the paper as written: flat softmax, reward = corrupted loss (version 0.1's learned)"),
+    Adversary("damage", head="flat", reward="damage", band=None,
+              description="flat softmax, reward = loss(corrupted) - loss(clean) of the same image"),
+    Adversary("hierarchical", head="hierarchical", reward="loss", band=None,
+              description="corruption then severity, unconstrained, reward = corrupted loss"),
+    Adversary("banded", head="hierarchical", reward="damage", band=(0.5, 2.0),
+              description="corruption kept in [0.5/K, 2/K], severity adversarial, reward = damage"),
+    Adversary("banded_loss", head="hierarchical", reward="loss", band=(0.5, 2.0),
+              description="corruption kept in [0.5/K, 2/K], severity adversarial, reward = corrupted loss"),
+    Adversary("severity", head="hierarchical", reward="damage", band=(1.0, 1.0),
+              description="corruption uniform, only the severity is chosen adversarially, reward = damage"),
+):
+    register_adversary(_adv)
