@@ -8,11 +8,15 @@ One :meth:`AdversarialCorruptionTrainer.step`:
    camera would produce; ``preprocess`` (e.g. mean/std normalisation) runs after that;
 3. one forward pass on ``cat[x, x_hat]`` gives per-sample losses ``l`` (2B,);
 4. the detector minimises ``L = mean(l[:B]) + lam * mean(l[B:])`` (Eq. 1, Eq. 8);
-5. the policy ascends ``E`` (Eq. 3) by REINFORCE (Eq. 6) with rewards ``l[B:]``: the detector's own
-   losses on the corrupted images, so the reward costs no extra forward pass.
+5. the policy ascends ``E`` (Eq. 3) by REINFORCE (Eq. 6). The paper rewards it with ``l[B:]``, the
+   detector's losses on the corrupted images (``strategy="paper"``); the default adversary is
+   rewarded with each image's damage ``l[B:] - l[:B]`` and keeps every corruption's probability in
+   a band around uniform (:mod:`advcorrupt.policy.adversaries`). Either reward comes from the same
+   forward pass: no extra one.
 
 Users who keep their own loop add two calls instead: ``x_hat = trainer.corrupt(x)`` before their
-forward pass and ``trainer.update_policy(per_sample_loss_on_x_hat)`` after their backward pass.
+forward pass and ``trainer.update_policy(loss_on_x_hat, clean_loss=loss_on_x)`` (per-sample
+losses) after their backward pass.
 """
 
 from __future__ import annotations
@@ -49,10 +53,13 @@ class AdversarialCorruptionTrainer:
             ``SoftIoULoss(reduction="none")`` (the paper's loss).
         action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
             corruptions, severities 1-3).
-        strategy: ``"learned"`` (default), ``"random"``, ``"none"``, a corruption name, a
-            category (``"noise"``, ``"blur"``, ``"digital"``) or a :class:`~advcorrupt.policy.Strategy`.
+        strategy: ``"learned"`` (default: the default adversary), an adversary's name
+            (``"paper"``, ``"banded"``, ... see :func:`~advcorrupt.policy.adversaries.list_adversaries`),
+            ``"random"``, ``"none"``, a corruption name, a category (``"noise"``, ``"blur"``,
+            ``"digital"``) or a :class:`~advcorrupt.policy.Strategy`.
         lam: weight ``lambda`` of the corrupted-sample loss (Eq. 1), >= 0.
-        policy_lr: learning rate of the policy's SGD (paper: 1e-4; see :class:`Reinforce`).
+        policy_lr: learning rate of the policy's SGD (paper: 1e-4, which barely moves the policy
+            within a training run; default 1e-2, see docs/trainer.md).
         preprocess: applied to the concatenated clean + corrupted batch before the model.
         generator: generator (on the images' device) for the policy's sampling and the
             corruptions' randomness; ``None`` uses the global RNG.
@@ -64,7 +71,9 @@ class AdversarialCorruptionTrainer:
             skip the updates if not. This is the step's one host-device sync; ``False`` removes it
             (then only a ``scaler`` protects the detector's weights; the policy is always guarded
             on the device).
-        in_channels: image channels the policy network sees (``"learned"``).
+        max_grad_norm: clip the detector's gradient norm (after unscaling) to this value.
+        in_channels: image channels the policy network sees; ``None`` (default) infers them from
+            the first batch, when the policy is built on that batch's device.
         policy: a ready policy network for ``"learned"`` (default: :class:`PolicyNetwork`).
         policy_kwargs: extra arguments of :class:`PolicyNetwork`.
         reinforce_kwargs: extra arguments of :class:`Reinforce` (baseline, entropy, floor...).
@@ -287,8 +296,8 @@ class AdversarialCorruptionTrainer:
             ``policy_entropy``, ``baseline`` (0 for non-learned strategies) and ``skipped`` (1.0
             if the updates were skipped for a non-finite loss or gradient).
         """
-        b = self._check_images(images)
-        masks = self._check_masks(masks, images)
+        b = self._check_images(images, build=False)
+        masks = self._check_masks(masks, images)  # bad masks raise before a lazy policy is built
         corrupted = self.corrupt(images)
         inputs = torch.cat([images, corrupted]) if self.strategy.corrupts else images
         targets = torch.cat([masks, masks]) if self.strategy.corrupts else masks
@@ -425,12 +434,12 @@ class AdversarialCorruptionTrainer:
         self.consecutive_skips = 0
 
     # ------------------------------------------------------------------ validation helpers
-    def _check_images(self, images: object) -> int:
+    def _check_images(self, images: object, *, build: bool = True) -> int:
         validate_images(images, "images")
         assert isinstance(images, Tensor)
-        if self._strategy is None:
-            if images.shape[0] == 0:
-                raise ValueError("images must hold at least one sample; got an empty batch")
+        if images.shape[0] == 0:
+            raise ValueError("images must hold at least one sample; got an empty batch")
+        if self._strategy is None and build:
             self._build_strategy(int(images.shape[1]))  # zero-config: the policy sees the batch's channels
         pol = self.policy
         if pol is not None and images.shape[1] != getattr(pol, "in_channels", images.shape[1]):
@@ -438,8 +447,6 @@ class AdversarialCorruptionTrainer:
                 f"images must have C = {pol.in_channels} channel(s), as the policy was built with "
                 f"in_channels={pol.in_channels}; got shape {tuple(images.shape)}"
             )
-        if images.shape[0] == 0:
-            raise ValueError("images must hold at least one sample; got an empty batch")
         return int(images.shape[0])
 
     @staticmethod

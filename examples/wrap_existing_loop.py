@@ -5,7 +5,7 @@ AMP scaler on CUDA, own logging). The adversary enters with:
 
     x_hat = trainer.corrupt(images)                  # (1) before the forward pass
     ...
-    trainer.update_policy(per_sample[b:].detach())   # (2) after the optimizer step
+    trainer.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())  # (2) after the step
 
 Runs in well under a minute on CPU (64x64 synthetic infrared scenes, a few dozen steps).
 
@@ -52,7 +52,9 @@ def main(steps: int = 30, batch_size: int = 4, size: int = 64) -> None:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        stats = trainer.update_policy(per_sample[b:].detach())  # (2) REINFORCE on the same losses
+        # (2) REINFORCE on the same losses: the default adversary is rewarded with each image's
+        # damage, loss(corrupted) - loss(clean), so it gets the clean losses too
+        stats = trainer.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())
         if step % 10 == 0:
             print(
                 f"step {step:3d}  loss {loss.item():.3f}  clean {per_sample[:b].mean().item():.3f}  "

@@ -145,8 +145,8 @@ def test_reinforce_state_dict_round_trip_restores_policy_and_baseline() -> None:
 
 
 # ----------------------------------------------------------------------------- the claims
-def test_learned_policy_finds_the_harmful_corruption(toy_space: ActionSpace) -> None:
-    trainer, g = _toy_trainer(toy_space, "learned")
+def test_paper_policy_finds_the_harmful_corruption(toy_space: ActionSpace) -> None:
+    trainer, g = _toy_trainer(toy_space, "paper")
     bright = torch.ones(16, dtype=torch.bool)
     x0, _ = _scenes(bright, g)
     assert torch.allclose(_corruption_mass(trainer, x0), torch.full((16, 4), 0.25))
@@ -170,9 +170,9 @@ def test_random_strategy_stays_uniform(toy_space: ActionSpace) -> None:
     assert (freq - 1 / toy_space.size).abs().max() < 0.05
 
 
-def test_learned_policy_chooses_per_image(toy_space: ActionSpace) -> None:
+def test_paper_policy_chooses_per_image(toy_space: ActionSpace) -> None:
     """Bright images are hurt by shifting up, dark ones by shifting down: the policy must tell them apart."""
-    trainer, g = _toy_trainer(toy_space, "learned", seed=1)
+    trainer, g = _toy_trainer(toy_space, "paper", seed=1)
     bright = torch.arange(16) % 2 == 0
     for _ in range(220):
         trainer.step(*_scenes(bright, g))

@@ -63,6 +63,7 @@ def _trainer(model: nn.Module | None = None, **kw: object) -> AdversarialCorrupt
     kw.setdefault("action_space", ActionSpace(SPACE_NAMES))
     kw.setdefault("generator", torch.Generator().manual_seed(0))
     kw.setdefault("policy_kwargs", {"input_size": 32})
+    kw.setdefault("in_channels", 1)  # the policy exists from the start (zero-config has its own tests)
     return AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), **kw)  # type: ignore[arg-type]
 
 
@@ -88,7 +89,8 @@ def test_step_updates_detector_and_policy_and_returns_detached_stats() -> None:
     assert expected <= set(stats)
     assert all(isinstance(v, Tensor) and not v.requires_grad and v.ndim == 0 for v in stats.values())
     assert torch.allclose(stats["loss"], stats["loss_clean"] + stats["loss_corrupted"])
-    assert torch.allclose(stats["reward"], stats["loss_corrupted"])
+    # the default adversary is rewarded with damage: loss(corrupted) - loss(clean), per image
+    assert torch.allclose(stats["reward"], stats["loss_corrupted"] - stats["loss_clean"], atol=1e-6)
     assert stats["skipped"] == 0 and trainer.num_steps == 1
     now = _snapshot(trainer)
     assert any(not torch.equal(a, b) for a, b in zip(now[:n_model], before[:n_model]))
@@ -154,19 +156,19 @@ def test_two_line_integration_matches_the_documented_loop() -> None:
     )
     loss_fn = SoftIoULoss(reduction="none")
     x, m = _batch()
+    x_hat = trainer.corrupt(x)  # line 1 (zero-config: the policy is built from this batch)
     policy_before = [p.detach().clone() for p in trainer.policy.parameters()]  # type: ignore[union-attr]
-    x_hat = trainer.corrupt(x)  # line 1
     assert x_hat.shape == x.shape and not torch.equal(x_hat, x)
     per = loss_fn(model(torch.cat([x, x_hat])), torch.cat([m, m]))
     loss = per[:4].mean() + per[4:].mean()
     opt.zero_grad()
     loss.backward()
     opt.step()
-    stats = trainer.update_policy(per[4:].detach())  # line 2
-    assert torch.allclose(stats["reward"], per[4:].mean())
+    stats = trainer.update_policy(per[4:].detach(), clean_loss=per[:4].detach())  # line 2
+    assert torch.allclose(stats["reward"], (per[4:] - per[:4]).mean(), atol=1e-6)  # damage, the default reward
     assert any(not torch.equal(a, b) for a, b in zip(trainer.policy.parameters(), policy_before))  # type: ignore[union-attr]
     with pytest.raises(RuntimeError, match="corrupt"):
-        trainer.update_policy(per[4:].detach())
+        trainer.update_policy(per[4:].detach(), clean_loss=per[:4].detach())
     trainer.corrupt(x)
     with pytest.raises(ValueError, match="per_sample_corrupted_loss"):
         trainer.update_policy(per[4:].mean())

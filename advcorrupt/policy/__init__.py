@@ -1,6 +1,9 @@
-"""The adversary: action space, policy network, REINFORCE updater and sampling strategies."""
+"""The adversary: action space, policy network and its heads, REINFORCE updater, named adversaries
+and sampling strategies."""
 
 from .action_space import GROUPINGS, ActionSpace
+from .adversaries import DEFAULT_ADVERSARY, Adversary, get_adversary, list_adversaries, register_adversary
+from .heads import FlatHead, HierarchicalHead
 from .network import PolicyNetwork
 from .reinforce import PolicySample, Reinforce, sample_categorical
 from .strategies import (
@@ -13,8 +16,12 @@ from .strategies import (
 )
 
 __all__ = [
+    "DEFAULT_ADVERSARY",
     "GROUPINGS",
     "ActionSpace",
+    "Adversary",
+    "FlatHead",
+    "HierarchicalHead",
     "FixedStrategy",
     "LearnedStrategy",
     "NoneStrategy",
@@ -23,6 +30,9 @@ __all__ = [
     "RandomStrategy",
     "Reinforce",
     "Strategy",
+    "get_adversary",
+    "list_adversaries",
     "make_strategy",
+    "register_adversary",
     "sample_categorical",
 ]

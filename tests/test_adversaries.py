@@ -1,0 +1,309 @@
+"""The adversaries of issue 9: hierarchical heads, bands around uniform, damage rewards, coverage."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from advcorrupt.corruptions import _registry
+from advcorrupt.engine import TrainConfig, WarmupCosine, fit, is_collapsed
+from advcorrupt.policy import ActionSpace, make_strategy
+from advcorrupt.policy.adversaries import DEFAULT_ADVERSARY, Adversary, get_adversary, list_adversaries
+from advcorrupt.policy.heads import FlatHead, HierarchicalHead
+from advcorrupt.trainer import AdversarialCorruptionTrainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOY = ("adv_up", "adv_down", "adv_same_a", "adv_same_b")
+K = len(TOY)
+
+
+@pytest.fixture()
+def toy_space() -> Iterator[ActionSpace]:
+    """Shift up, shift down and two identities; on bright images only shifting up hurts."""
+    levels = (0.2, 0.25)
+    _registry.register("adv_up", severities=levels)(lambda x, p, g=None: x + p.view(-1, 1, 1, 1).to(x.dtype))
+    _registry.register("adv_down", severities=levels)(lambda x, p, g=None: x - p.view(-1, 1, 1, 1).to(x.dtype))
+    _registry.register("adv_same_a", severities=levels)(lambda x, p, g=None: x.clone())
+    _registry.register("adv_same_b", severities=levels)(lambda x, p, g=None: x.clone())
+    yield ActionSpace(list(TOY), severities=(1, 2))
+    for name in TOY:
+        _registry._REGISTRY.pop(name, None)
+
+
+def _scenes(bright: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    n = bright.shape[0]
+    bg = torch.where(bright, 0.35, 0.05).view(-1, 1, 1, 1)
+    x = bg + 0.03 * torch.rand(n, 1, 32, 32, generator=g)
+    m = torch.zeros(n, 1, 32, 32)
+    m[:, :, 12:20, 12:20] = 1
+    return torch.where(m > 0, bg + 0.5, x).clamp(0, 1), m
+
+
+def _frozen_trainer(space: ActionSpace, strategy: str, seed: int = 0) -> tuple[AdversarialCorruptionTrainer, torch.Generator]:
+    det = nn.Conv2d(1, 1, 1)  # logit = 20 (x - 0.5), never trained (lr 0)
+    with torch.no_grad():
+        det.weight.fill_(20.0)
+        det.bias.fill_(-10.0)
+    g = torch.Generator().manual_seed(seed)
+    trainer = AdversarialCorruptionTrainer(
+        det, torch.optim.SGD(det.parameters(), lr=0.0), action_space=space, strategy=strategy, generator=g,
+        policy_lr=1e-2, policy_kwargs={"input_size": 32},
+    )
+    return trainer, g
+
+
+def _corruption_mass(trainer: AdversarialCorruptionTrainer, x: torch.Tensor) -> torch.Tensor:
+    s = trainer.action_space
+    return trainer.policy_probabilities(x).view(-1, s.num_corruptions, s.num_severities).sum(-1)
+
+
+# ----------------------------------------------------------------------------- heads
+def test_hierarchical_head_is_a_corruption_then_a_severity() -> None:
+    head = HierarchicalHead(5, 3, band=None, min_prob=0.0)
+    logits = torch.randn(7, head.num_logits)
+    joint = head.log_probs(logits).exp()
+    assert joint.shape == (7, 15) and torch.allclose(joint.sum(-1), torch.ones(7))
+    pk = torch.softmax(logits[:, :5], -1)
+    ps = torch.softmax(logits[:, 5:].view(7, 5, 3), -1)
+    assert torch.allclose(joint.view(7, 5, 3), pk[:, :, None] * ps, atol=1e-6)  # action k * S + j
+
+
+@pytest.mark.parametrize("band", [(0.5, 2.0), (0.25, 3.0), (0.9, 1.1), (1.0, 1.0), (0.5, 10.0)])
+def test_band_holds_on_every_image_whatever_the_logits(band: tuple[float, float]) -> None:
+    k = 10
+    head = HierarchicalHead(k, 3, band=band)
+    logits = torch.cat([torch.randn(64, head.num_logits) * 50, torch.zeros(1, head.num_logits)])
+    pk = head.log_probs(logits).exp().view(-1, k, 3).sum(-1)
+    assert torch.allclose(pk.sum(-1), torch.ones(len(pk)), atol=1e-5)
+    assert pk.min() >= band[0] / k - 1e-6 and pk.max() <= band[1] / k + 1e-6
+    assert torch.allclose(pk[-1], torch.full((k,), 1 / k))  # zero logits are uniform
+    one_hot = torch.full((1, head.num_logits), -1e4)
+    one_hot[0, 0] = 1e4
+    top = head.corruption_probs(one_hot)[0, 0]
+    cap = min(band[1] / k, 1 - (k - 1) * band[0] / k)  # hi/K, unless the others' floors leave less
+    assert math.isclose(float(top), cap, rel_tol=1e-4)  # the cap is reached, not exceeded
+
+
+def test_unbanded_heads_can_collapse_onto_one_corruption() -> None:
+    one_hot = torch.full((1, 10 + 30), -1e4)
+    one_hot[0, 0] = 1e4
+    assert HierarchicalHead(10, 3, band=None, min_prob=0.1).corruption_probs(one_hot)[0, 0] > 0.9
+    flat = torch.full((1, 30), -1e4)
+    flat[0, 0] = 1e4
+    assert FlatHead(30, min_prob=0.1).log_probs(flat).exp()[0, 0] > 0.9
+
+
+@pytest.mark.parametrize("band", [(0.0, 2.0), (1.5, 2.0), (0.5, 0.9), (0.5, 11.0), (0.5,), "wide", (0.5, math.inf)])
+def test_band_outside_its_limits_is_a_clear_error(band: object) -> None:
+    with pytest.raises(ValueError, match=r"band must be None or \(lo, hi\).*got"):
+        HierarchicalHead(10, 3, band=band)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- named adversaries
+def test_named_adversaries_and_the_default() -> None:
+    names = list_adversaries()
+    assert {"paper", "damage", "hierarchical", "banded", "severity"} <= set(names)
+    assert get_adversary("learned") is get_adversary(DEFAULT_ADVERSARY)
+    paper = get_adversary("paper")
+    assert (paper.head, paper.reward, paper.band, paper.min_prob) == ("flat", "loss", None, 0.1)
+    space = ActionSpace()
+    assert isinstance(make_strategy("paper", space).reinforce.head, FlatHead)  # type: ignore[attr-defined]
+    learned = make_strategy("learned", space)
+    assert learned.name == "learned" and learned.adversary.name == DEFAULT_ADVERSARY  # type: ignore[attr-defined]
+
+
+def test_unknown_adversary_settings_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="reward must be one of"):
+        Adversary("x", reward="surprise")
+    with pytest.raises(ValueError, match="head must be one of"):
+        Adversary("x", head="tree")
+    with pytest.raises(ValueError, match="band applies to the hierarchical head only"):
+        Adversary("x", head="flat", band=(0.5, 2.0))
+    with pytest.raises(KeyError, match="unknown adversary 'greedy'.*paper"):
+        get_adversary("greedy")
+    with pytest.raises(ValueError, match="strategy must be 'learned', an adversary"):
+        make_strategy("greedy", ActionSpace())
+    with pytest.raises(ValueError, match="must not set head"):
+        make_strategy("banded", ActionSpace(), reinforce_kwargs={"head": None})
+
+
+def test_rewards_are_the_corrupted_loss_or_the_damage() -> None:
+    lc, lx = torch.tensor([0.2, 0.5]), torch.tensor([0.9, 0.6])
+    assert torch.equal(get_adversary("paper").rewards(lx, lc), lx)
+    assert torch.allclose(get_adversary("banded").rewards(lx, lc), lx - lc)
+    with pytest.raises(ValueError, match="needs clean_loss"):
+        get_adversary("banded").rewards(lx, None)
+    with pytest.raises(ValueError, match=r"clean_loss must be a \(B,\)"):
+        get_adversary("banded").rewards(lx, torch.zeros(3))
+
+
+def test_two_line_integration_passes_the_clean_losses(toy_space: ActionSpace) -> None:
+    trainer, g = _frozen_trainer(toy_space, "banded")
+    x, m = _scenes(torch.ones(8, dtype=torch.bool), g)
+    x_hat = trainer.corrupt(x)
+    loss = nn.functional.mse_loss(torch.sigmoid(trainer.model(torch.cat([x, x_hat]))), torch.cat([m, m]),
+                                  reduction="none").mean((1, 2, 3))
+    with pytest.raises(ValueError, match="needs clean_loss"):
+        trainer.update_policy(loss[8:].detach())
+    stats = trainer.update_policy(loss[8:].detach(), clean_loss=loss[:8].detach())  # the failed call kept the batch
+    assert torch.allclose(stats["reward"], (loss[8:] - loss[:8]).mean(), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- coverage (issue 9, item 5)
+def test_default_adversary_finds_the_weakness_and_starves_no_corruption(toy_space: ActionSpace) -> None:
+    """Against a frozen detector that only one of K corruptions hurts: (a) its probability rises to
+    >= 1.5/K; (b) every corruption keeps >= 0.5/K on every image at every step."""
+    trainer, g = _frozen_trainer(toy_space, "learned")
+    bright = torch.ones(16, dtype=torch.bool)
+    for _ in range(150):
+        x, m = _scenes(bright, g)
+        assert _corruption_mass(trainer, x).min() >= 0.5 / K - 1e-6
+        trainer.step(x, m)
+    x, _ = _scenes(bright, g)
+    mass = _corruption_mass(trainer, x)
+    assert mass[:, TOY.index("adv_up")].min() >= 1.5 / K, mass.mean(0)
+    assert mass.min() >= 0.5 / K - 1e-6
+
+
+def test_default_adversary_still_chooses_per_image(toy_space: ActionSpace) -> None:
+    """Bright images are hurt by shifting up, dark ones by shifting down."""
+    trainer, g = _frozen_trainer(toy_space, "learned", seed=1)
+    bright = torch.arange(16) % 2 == 0
+    for _ in range(220):
+        trainer.step(*_scenes(bright, g))
+    x, _ = _scenes(bright, g)
+    mass = _corruption_mass(trainer, x)
+    assert mass[bright, TOY.index("adv_up")].mean() >= 1.5 / K, mass[bright].mean(0)
+    assert mass[~bright, TOY.index("adv_down")].mean() >= 1.5 / K, mass[~bright].mean(0)
+    assert mass.min() >= 0.5 / K - 1e-6
+
+
+def test_paper_adversary_starves_the_harmless_corruptions(toy_space: ActionSpace) -> None:
+    """The contrast that motivates the band: the paper's flat policy leaves the others at its floor."""
+    trainer, g = _frozen_trainer(toy_space, "paper")
+    bright = torch.ones(16, dtype=torch.bool)
+    for _ in range(150):
+        trainer.step(*_scenes(bright, g))
+    mass = _corruption_mass(trainer, _scenes(bright, g)[0]).mean(0)
+    assert mass[TOY.index("adv_up")] > 0.5 and mass.min() < 0.5 / K
+
+
+# ----------------------------------------------------------------------------- zero-config wrapping
+def test_trainer_infers_channels_from_the_first_batch_and_checkpoints_before_it() -> None:
+    model = nn.Conv2d(3, 1, 3, padding=1)
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert not trainer.built and trainer.policy is None
+    with pytest.raises(RuntimeError, match="built from the first batch"):
+        _ = trainer.strategy
+    early = trainer.state_dict()  # before the first batch: no policy to save yet
+    x, y = torch.rand(4, 3, 32, 32), (torch.rand(4, 1, 32, 32) > 0.95).float()
+    trainer.step(x, y)
+    assert trainer.built and trainer.policy.in_channels == 3  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="C = 3 channel"):
+        trainer.step(torch.rand(4, 1, 32, 32), y)
+    trainer.load_state_dict(early)  # a pre-build state leaves the built policy as it is
+    other = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    other.load_state_dict(trainer.state_dict())  # builds the policy from the saved weights
+    assert other.built and torch.allclose(other.policy_probabilities(x), trainer.policy_probabilities(x))
+
+
+def test_bad_masks_before_the_first_batch_build_nothing() -> None:
+    model = nn.Conv2d(1, 1, 3, padding=1)
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="masks must have shape"):
+        trainer.step(torch.rand(2, 1, 16, 16), torch.zeros(2, 1, 8, 8))
+    assert not trainer.built
+
+
+# ----------------------------------------------------------------------------- recipe and collapse
+def test_warmup_cosine_schedule() -> None:
+    s = WarmupCosine(100, warmup_steps=10)
+    assert math.isclose(s(0), 0.01) and math.isclose(s(5), 0.505) and s(10) == 1.0
+    assert math.isclose(s(55), 0.505) and math.isclose(s(100), 0.01) and s(1000) == s(100)
+    assert WarmupCosine(10)(0) == 1.0  # no warm-up: a plain cosine from the full rate
+
+
+def test_collapsed_run_is_warned_about_and_marked_failed(tmp_path: Path) -> None:
+    assert is_collapsed({"iou": 0.0}) and is_collapsed({"iou": float("nan")}) and not is_collapsed({"iou": 0.3})
+    config = TrainConfig(model="acm", strategy="random", epochs=1, steps_per_epoch=1, batch_size=2,
+                         synthetic_train=4, synthetic_test=2, synthetic_size=32, out_dir=str(tmp_path / "run"),
+                         device="cpu", lr=1e-9)  # one step at a negligible rate: the prior predicts nothing
+    with pytest.warns(RuntimeWarning, match="the detector collapsed"):
+        summary = fit(config, progress=False)
+    assert summary["failed"] and "validation IoU" in summary["failure"] and summary["collapsed_epochs"] == [1]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["collapsed"] is True
+
+
+# ----------------------------------------------------------------------------- the multi-seed harness
+def _example() -> object:
+    path = Path(__file__).resolve().parents[1] / "examples" / "istd_dnanet.py"
+    spec = importlib.util.spec_from_file_location("istd_dnanet_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_lists_are_checked_before_any_training(tmp_path: Path) -> None:
+    ex = _example()
+    assert ex.parse_seeds("0, 1,2", 7) == [0, 1, 2] and ex.parse_seeds(None, 7) == [7]  # type: ignore[attr-defined]
+    for bad, msg in (("", "at least one seed"), ("0,1,0", "must not repeat"), ("a,b", "comma-separated integers")):
+        with pytest.raises(ValueError, match=msg):
+            ex.parse_seeds(bad, 0)  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit, match="must not repeat"):
+        ex.main(["--seeds", "1,1", "--out", str(tmp_path / "x")])  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="unknown strategy 'greedy'"):
+        ex.main(["--strategies", "random,greedy", "--out", str(tmp_path / "y")])  # type: ignore[attr-defined]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_harness_runs_strategies_over_seeds_with_paired_differences(tmp_path: Path) -> None:
+    ex = _example()
+    out = tmp_path / "grid"
+    argv = ["--strategies", "random,banded", "--seeds", "0,1", "--epochs", "1", "--steps-per-epoch", "2",
+            "--out", str(out), "--no-progress"]
+    ex.PROFILES["demo"] = {**ex.PROFILES["demo"], "synthetic_train": 16, "synthetic_test": 4,  # type: ignore[attr-defined]
+                           "synthetic_size": 32, "batch_size": 4}
+    ex.BENCH_SEVERITIES["demo"] = (1,)  # type: ignore[attr-defined]
+    assert ex.main(argv) == 0  # type: ignore[attr-defined]
+    runs = json.loads((out / "results.json").read_text())
+    assert sorted((r["strategy"], r["seed"]) for r in runs) == [("banded", 0), ("banded", 1), ("random", 0), ("random", 1)]
+    for r in runs:
+        assert (out / r["strategy"] / f"seed{r['seed']}" / "bench" / "robustness.json").is_file()
+    text = (out / "results.md").read_text()
+    # two-step models find nothing: every run is marked failed and none is averaged in silently
+    assert all(r["failed"] for r in runs)
+    assert "Failed runs (left out of every mean)" in text and "Mean +- std" not in text
+    assert text.count("the detector collapsed") == 4
+    assert ex.main(argv + ["--resume"]) == 0  # type: ignore[attr-defined]  # reuses every finished run
+    assert json.loads((out / "results.json").read_text()) == runs
+
+
+def test_paired_table_reports_per_seed_differences() -> None:
+    ex = _example()
+    from advcorrupt.benchmark import RobustnessReport, SettingResult
+
+    def report(clean: float, corr: float) -> RobustnessReport:
+        return RobustnessReport(clean={"iou": clean}, corruptions=("contrast",), severities=(1,),
+                                results=(SettingResult("contrast", 1, corr, corr, 0.5, 1.0, 0.5),), seed=0,
+                                num_images=1, model_name="m")
+    results = [
+        {"strategy": "random", "seed": 0, "failed": False, "report": report(0.60, 0.30)},
+        {"strategy": "random", "seed": 1, "failed": False, "report": report(0.62, 0.32)},
+        {"strategy": "banded", "seed": 0, "failed": False, "report": report(0.61, 0.35)},
+        {"strategy": "banded", "seed": 1, "failed": False, "report": report(0.60, 0.31)},
+    ]
+    table = ex.paired_table(results, ["random", "banded"])  # type: ignore[attr-defined]
+    row = next(line for line in table.splitlines() if "banded | mean corrupted IoU" in line)
+    assert "0: +5.00, 1: -1.00" in row and "+2.00 +- 4.24" in row and "| 1/2 |" in row
