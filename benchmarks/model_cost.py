@@ -166,7 +166,10 @@ def _num(value: float, width: int, digits: int) -> str:
     return f"{value:>{width}.{digits}f}" if math.isfinite(value) else f"{'-':>{width}}"
 
 
-def _print_table(rows: list[tuple[str, Callable[[], nn.Module], str]], results: dict[str, tuple[int, float, float, float]]) -> None:
+def _print_table(
+    rows: list[tuple[str, Callable[[], nn.Module], str]], results: dict[str, tuple[int, float, float, float]], size: int
+) -> None:
+    """The Markdown table; the published columns only at their 256x256 input size."""
     header = (
         f"| {'model':<18} | {'baseline':<12} | {'params (M)':>10} | {'published':>9} | {'GMAC':>7} | "
         f"{'published':>9} | {'fwd (ms)':>9} | {'fwd+bwd (ms)':>12} | {'params x':>8} | {'fwd+bwd x':>9} |"
@@ -176,6 +179,7 @@ def _print_table(rows: list[tuple[str, Callable[[], nn.Module], str]], results: 
     for name, _, base in rows:
         p, macs, f, fb = results[name]
         pub_p, pub_macs = PUBLISHED.get(name, (math.nan, math.nan))
+        pub_macs = pub_macs if size == 256 else math.nan
         bp, _, _, bfb = results.get(base, (0, math.nan, math.nan, math.nan))
         print(
             f"| {name:<18} | {base:<12} | {p / 1e6:>10.3f} | {_num(pub_p, 9, 3)} | {macs:>7.3f} | "
@@ -208,7 +212,7 @@ def main() -> None:
             n, f, fb = measure(model, x, warmup=args.warmup, repeats=args.repeats, amp=amp)
             results[name] = (n, macs, f, fb)
         del model
-    _print_table(rows, results)
+    _print_table(rows, results, args.size)
 
 
 if __name__ == "__main__":
