@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     tables = results_tables(results, strategies)
     print("\n" + tables, flush=True)
     (out / "results.md").write_text(tables + "\n")
+    for strategy in strategies:
+        plot_policy_shares([Path(c.out_dir) for c in runs if c.strategy == strategy], out / f"{strategy}_shares.png",
+                           title=f"{base.model}, {strategy}: action shares over training (mean over seeds)")
     (out / "results.json").write_text(json.dumps(
         [{"strategy": r["strategy"], "seed": r["seed"], "failed": r["failed"], "train": r["train"],
           "report": r["report"].to_dict()} for r in results], indent=1))
@@ -205,6 +208,48 @@ def _bench(config: TrainConfig, summary: dict[str, Any], *, severities: tuple[in
     )
     report.save(Path(config.out_dir) / "bench")
     return report
+
+
+# ------------------------------------------------------------------------------------ plots
+def policy_shares(folders: list[Path]) -> tuple[list[str], list[str], list[list[float]], list[list[float]]] | None:
+    """Per-epoch shares of sampled actions per corruption and per severity, averaged over runs."""
+    runs = [json.loads((f / "policy_actions.json").read_text()) for f in folders
+            if (f / "policy_actions.json").is_file()]
+    runs = [r for r in runs if r["per_epoch"] and any(map(sum, r["per_epoch"]))]
+    if not runs:
+        return None
+    labels = runs[0]["actions"]
+    corruptions = list(dict.fromkeys(lab.rsplit("@", 1)[0] for lab in labels))
+    severities = list(dict.fromkeys(lab.rsplit("@", 1)[1] for lab in labels))
+    epochs = min(len(r["per_epoch"]) for r in runs)
+    by_c, by_s = [], []
+    for e in range(epochs):
+        row = [statistics.fmean(r["per_epoch"][e][i] for r in runs) for i in range(len(labels))]
+        by_c.append([sum(p for lab, p in zip(labels, row) if lab.rsplit("@", 1)[0] == c) for c in corruptions])
+        by_s.append([sum(p for lab, p in zip(labels, row) if lab.rsplit("@", 1)[1] == s) for s in severities])
+    return corruptions, severities, by_c, by_s
+
+
+def plot_policy_shares(folders: list[Path], path: Path, *, title: str) -> None:
+    """Two stacked-area panels: shares per corruption and per severity over the epochs."""
+    shares = policy_shares(folders)
+    if shares is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corruptions, severities, by_c, by_s = shares
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), constrained_layout=True)
+    epochs = range(1, len(by_c) + 1)
+    for ax, names, rows, what in ((axes[0], corruptions, by_c, "corruption"), (axes[1], severities, by_s, "severity")):
+        ax.stackplot(epochs, list(zip(*rows)), labels=[f"{what} {n}" if what == "severity" else n for n in names])
+        ax.set(xlabel="epoch", ylabel="share of sampled actions", ylim=(0, 1), xlim=(1, max(len(rows), 2)))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------ tables
