@@ -331,3 +331,14 @@ def test_isnet_deformable_convolution_starts_as_a_plain_convolution() -> None:
     with torch.no_grad():
         conv.offset.bias.fill_(0.5)  # shifted sampling now changes the output
     assert not torch.allclose(conv(x), ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", _library_models())
+def test_models_refuse_non_finite_and_integer_images_naming_the_problem(name: str) -> None:
+    model = create_model(name, **TINY[name]).eval()
+    x = torch.rand(1, 1, 16, 16)
+    x[0, 0, 3, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"(?i)nan|finite"):
+        model(x)
+    with pytest.raises(TypeError, match="float"):
+        model(torch.zeros(1, 1, 16, 16, dtype=torch.uint8))

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ._args import check_positive_int, check_widths
 from ._blocks import fcn_head, resnet_stage, resnet_stem
-from ._common import check_image_batch, init_logit_bias, init_weights, pad_to_multiple
+from ._common import init_logit_bias, init_weights, pad_to_multiple, validate_model_input
 from ._registry import register_model
 from .acm import AsymBiChaFuse
 
@@ -87,7 +87,7 @@ class ALCNet(nn.Module):
         init_logit_bias([self.head[-1]], prior_prob)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.in_channels)
+        validate_model_input(x, self.in_channels)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple)
         c1 = self.layer1(self.stem(x))

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ._args import check_positive_int, check_widths
 from ._blocks import fcn_head, resnet_stage, resnet_stem
-from ._common import check_image_batch, init_logit_bias, init_weights, pad_to_multiple
+from ._common import init_logit_bias, init_weights, pad_to_multiple, validate_model_input
 from ._registry import register_model
 
 __all__ = ["ISNet", "TFDBlock", "TOAA", "DeformConv2d", "isnet"]
@@ -276,7 +276,7 @@ class ISNet(nn.Module):
         return self.edge_logits(u)
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        check_image_batch(x, self.in_channels)
+        validate_model_input(x, self.in_channels)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple)
         sides, features = self._decode(x)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ._args import check_positive_int
 from ._blocks import fcn_head
-from ._common import check_image_batch, init_logit_bias, init_weights
+from ._common import init_logit_bias, init_weights, validate_model_input
 from ._registry import register_model
 
 __all__ = ["RDIAN", "DirectionAttention", "rdian"]
@@ -152,7 +152,7 @@ class RDIAN(nn.Module):
         init_logit_bias([self.head[-1]], prior_prob)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.in_channels)
+        validate_model_input(x, self.in_channels)
         h, w = x.shape[-2:]
         f1 = self.conv1(x)
         trunk = self.conv2(f1 + f1 * self.direction(x))
