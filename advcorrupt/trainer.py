@@ -31,7 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._graphs import GraphedCall
 from .corruptions._registry import validate_images
+from .corruptions.functional import _host_reads_ok
 from ._outputs import output_heads
 from .losses import SoftIoULoss
 from .policy.action_space import ActionSpace
@@ -72,6 +74,10 @@ class AdversarialCorruptionTrainer:
             (then only a ``scaler`` protects the detector's weights; the policy is always guarded
             on the device).
         max_grad_norm: clip the detector's gradient norm (after unscaling) to this value.
+        cuda_graphs: on CUDA, replay the corruption of each batch as a CUDA graph (captured at
+            the first batch of each shape, falling back to eager with one warning if capture
+            fails); ``False`` runs it eagerly. See ``docs/trainer.md``, "Host-device
+            synchronisation".
         in_channels: image channels the policy network sees; ``None`` (default) infers them from
             the first batch, when the policy is built on that batch's device.
         policy: a ready policy network for ``"learned"`` (default: :class:`PolicyNetwork`).
@@ -105,6 +111,7 @@ class AdversarialCorruptionTrainer:
         scaler: Any = None,
         autocast_dtype: torch.dtype | None = None,
         skip_non_finite: bool = True,
+        cuda_graphs: bool = True,
         max_grad_norm: float | None = None,
         in_channels: int | None = None,
         policy: nn.Module | None = None,
@@ -157,6 +164,10 @@ class AdversarialCorruptionTrainer:
         self.scaler = scaler
         self.autocast_dtype = autocast_dtype
         self.skip_non_finite = bool(skip_non_finite)
+        self.cuda_graphs = bool(cuda_graphs)
+        self._skip_state: Tensor | None = None  # device-side skip counters (accelerator steps)
+        self._num_skipped = 0
+        self._consecutive_skips = 0
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.device = next(model.parameters()).device
         self._strategy_name = strategy if isinstance(strategy, str) else strategy.name
@@ -172,6 +183,11 @@ class AdversarialCorruptionTrainer:
             with torch.random.fork_rng(devices=[]):
                 make_strategy(in_channels=1, **{**self._strategy_args, "device": None})
         self._opt_params = opt_params
+        # The corruption of a batch as a CUDA graph: only where it reads nothing on the host.
+        self._graphed_apply = GraphedCall(
+            self._apply_actions, name="the trainer's corruption step (ActionSpace.apply)", generators=[generator],
+            enabled=self.cuda_graphs and action_space._resolve_grouping(self.device) != "subset",
+        )
         self._pending: PolicySample | None = None
         # (B,) actions drawn by the last corrupt() call (empty for "none"), for logging.
         self.last_actions: Tensor | None = None
@@ -237,7 +253,10 @@ class AdversarialCorruptionTrainer:
         if not self.strategy.corrupts:
             return images[:0]
         with torch.no_grad():
-            return self.action_space.apply(images.detach(), sample.actions, generator=self.generator)
+            return self._graphed_apply(images.detach(), sample.actions)
+
+    def _apply_actions(self, images: Tensor, actions: Tensor) -> Tensor:
+        return self.action_space.apply(images, actions, generator=self.generator)
 
     def update_policy(
         self, per_sample_corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
@@ -291,7 +310,8 @@ class AdversarialCorruptionTrainer:
             images: (B, C, H, W); masks: (B, 1, H, W) (or (B, M, H, W) matching the model output).
 
         Returns:
-            Detached 0-dim tensors (no host-device sync beyond the optional non-finite check):
+            Detached 0-dim tensors (on an accelerator: no host-device sync, the non-finite check
+            included; on CPU the check reads its flag on the host):
             ``loss``, ``loss_clean``, ``loss_corrupted``, ``reward`` (mean corrupted loss),
             ``policy_entropy``, ``baseline`` (0 for non-learned strategies) and ``skipped`` (1.0
             if the updates were skipped for a non-finite loss or gradient).
@@ -332,6 +352,8 @@ class AdversarialCorruptionTrainer:
             gnorm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self._opt_params if p.grad is not None], self.max_grad_norm
             )
+        if self.skip_non_finite and not _host_reads_ok(loss.device):
+            return self._update_on_device(b, per_sample, loss, loss_clean, loss_corrupted, grads, gnorm)
         if self.skip_non_finite:
             if gnorm is None:
                 gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
@@ -383,6 +405,107 @@ class AdversarialCorruptionTrainer:
             "baseline": policy_stats.get("baseline", zero),
             "skipped": torch.full((), 0.0 if ok else 1.0, device=loss.device),
         }
+
+    # ------------------------------------------------------------------ the sync-free accelerator step
+    def _update_on_device(
+        self, b: int, per_sample: Tensor, loss: Tensor, loss_clean: Tensor, loss_corrupted: Tensor,
+        grads: list[Tensor], gnorm: Tensor | None,
+    ) -> dict[str, Tensor]:
+        """Detector and policy updates, applied or skipped by a device-side finite flag (no sync).
+
+        ``ok = isfinite(loss) & isfinite(gradient norm)`` never leaves the device. A fused
+        optimizer (``fused=True``) gets it as ``found_inf``, as a ``GradScaler`` hands it over,
+        and skips the whole update on the device; any other optimizer gets zero gradients where
+        ``ok`` is false (no NaN reaches the weights; a momentum optimizer still moves by its
+        momentum). With a scaler, the scaler handles non-finite gradients as usual. The policy
+        update gets ``valid=ok``. Skips are counted on the device (see :attr:`num_skipped`).
+        """
+        dev = loss.device
+        ok = torch.isfinite(loss.detach())
+        if self.scaler is None:
+            if gnorm is None:
+                gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=dev)
+            ok = ok & torch.isfinite(gnorm.to(dev))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        elif getattr(self.optimizer, "_step_supports_amp_scaling", False):
+            self.optimizer.found_inf = (~ok).float()  # type: ignore[attr-defined]
+            self.optimizer.grad_scale = None  # type: ignore[attr-defined]
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf, self.optimizer.grad_scale  # type: ignore[attr-defined]
+        else:
+            bad = ~ok
+            for g in grads:
+                g.masked_fill_(bad, 0.0)
+            self.optimizer.step()
+        policy_stats = self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), valid=ok)
+        skipped = (~ok).float()
+        self._count_skip(skipped)
+        self.num_steps += 1
+        zero = torch.zeros((), device=dev)
+        reward = policy_stats.get("reward", loss_corrupted.detach() if self.strategy.corrupts else zero)
+        return {
+            "loss": loss.detach(),
+            "loss_clean": loss_clean.detach(),
+            "loss_corrupted": loss_corrupted.detach(),
+            "reward": reward,
+            "policy_entropy": policy_stats.get("policy_entropy", zero),
+            "baseline": policy_stats.get("baseline", zero),
+            "skipped": skipped,
+        }
+
+    def _count_skip(self, skipped: Tensor) -> None:
+        """Device counters since the last read: [skips, trailing run of skips, saw a finite step]."""
+        st = self._skip_state if self._skip_state is not None else torch.zeros(3, device=skipped.device)
+        run = (st[1] + skipped) * skipped
+        self._skip_state = torch.stack([st[0] + skipped, run, torch.maximum(st[2], 1.0 - skipped)])
+
+    def _read_skips(self) -> None:
+        """Fold the device counters into the host counts: one host-device sync (warns on skips)."""
+        if self._skip_state is None:
+            return
+        skips, run, saw_ok = (int(v) for v in self._skip_state.tolist())
+        self._skip_state = None
+        self._num_skipped += skips
+        self._consecutive_skips = run if saw_ok else self._consecutive_skips + run
+        if skips:
+            warnings.warn(
+                f"{skips} step(s) with a non-finite loss or gradient since the last check: their detector "
+                f"and policy updates were skipped ({self._consecutive_skips} consecutive, "
+                f"{self._num_skipped} in total)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def num_skipped(self) -> int:
+        """Steps whose updates were skipped for a non-finite loss or gradient.
+
+        On an accelerator the step counts skips on the device; reading this (or
+        :attr:`consecutive_skips`) copies the count to the host, one sync: read it once per log
+        interval, not every step (a ``RuntimeWarning`` reports skips found by the read).
+        """
+        self._read_skips()
+        return self._num_skipped
+
+    @num_skipped.setter
+    def num_skipped(self, value: int) -> None:
+        self._read_skips()
+        self._num_skipped = int(value)
+
+    @property
+    def consecutive_skips(self) -> int:
+        """Skipped steps since the last finite one (a loop may stop after N); see :attr:`num_skipped`."""
+        self._read_skips()
+        return self._consecutive_skips
+
+    @consecutive_skips.setter
+    def consecutive_skips(self, value: int) -> None:
+        self._read_skips()
+        self._consecutive_skips = int(value)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from advcorrupt._graphs import GraphedCall
 from advcorrupt.corruptions.functional import _emulate_accelerator
 from advcorrupt.policy import PolicyNetwork, Reinforce
 from advcorrupt.policy.action_space import ActionSpace
+from advcorrupt.trainer import AdversarialCorruptionTrainer
 
 aten = torch.ops.aten
 
@@ -182,3 +183,147 @@ def test_cuda_graphed_corruption_equals_eager_and_replays_fresh_noise() -> None:
     torch.testing.assert_close(first, ref_first, atol=1e-5, rtol=0)
     torch.testing.assert_close(second, ref_second, atol=1e-5, rtol=0)
     assert not torch.equal(first, second)  # fresh random numbers on every replay
+
+
+# ----------------------------------------------------------------------------- the trainer's step
+def _trainer(optimizer: str = "sgd", **kw: Any) -> tuple[AdversarialCorruptionTrainer, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    opt = {
+        "sgd": lambda: torch.optim.SGD(model.parameters(), lr=0.1),
+        "adam": lambda: torch.optim.Adam(model.parameters(), lr=0.1),
+        "adam_fused": lambda: torch.optim.Adam(model.parameters(), lr=0.1, fused=True),
+    }[optimizer]()
+    return AdversarialCorruptionTrainer(model, opt, generator=torch.Generator().manual_seed(1), **kw), model
+
+
+def _batch(b: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    return torch.rand(b, 1, 32, 32, generator=g), (torch.rand(b, 1, 32, 32, generator=g) > 0.9).float()
+
+
+@pytest.mark.parametrize("strategy", ["learned", "random", "none", "blur"])
+def test_accelerator_trainer_step_reads_nothing_on_the_host(strategy: str) -> None:
+    trainer, _ = _trainer(strategy=strategy)
+    x, y = _batch()
+    with accelerator_semantics():
+        trainer.step(x, y)  # first step: lazy policy, cached tables
+        with NoHostReads():
+            stats = trainer.step(x, y)
+            stats = trainer.step(x, y)
+    assert float(stats["skipped"]) == 0.0 and torch.isfinite(stats["loss"])
+    assert trainer.num_steps == 3 and trainer.num_skipped == 0
+
+
+class _NaNOnce:
+    """SoftIoU, except that the losses are NaN while ``armed``."""
+
+    def __init__(self) -> None:
+        from advcorrupt.losses import SoftIoULoss
+
+        self.inner, self.armed = SoftIoULoss(reduction="none"), False
+
+    def __call__(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        out = self.inner(logits, masks)
+        return out * float("nan") if self.armed else out
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam_fused"])
+def test_accelerator_step_skips_a_non_finite_step_on_the_device_exactly(optimizer: str) -> None:
+    loss_fn = _NaNOnce()
+    trainer, model = _trainer(optimizer, loss_fn=loss_fn)
+    x, y = _batch()
+    with accelerator_semantics():
+        trainer.step(x, y)
+        weights = [p.detach().clone() for p in model.parameters()]
+        policy = [p.detach().clone() for p in trainer.policy.parameters()]
+        opt_state = {k: v.clone() for s in trainer.optimizer.state.values() for k, v in s.items()}
+        loss_fn.armed = True
+        with NoHostReads():
+            stats = trainer.step(x, y)
+        loss_fn.armed = False
+    assert float(stats["skipped"]) == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(policy, trainer.policy.parameters()))
+    after = {k: v for s in trainer.optimizer.state.values() for k, v in s.items()}
+    assert all(torch.equal(opt_state[k], after[k]) for k in opt_state)  # fused Adam: step count too
+    with pytest.warns(RuntimeWarning, match="1 step\\(s\\) with a non-finite loss"):
+        assert trainer.num_skipped == 1 and trainer.consecutive_skips == 1
+    with accelerator_semantics():
+        trainer.step(x, y)
+    assert trainer.consecutive_skips == 0 and trainer.num_skipped == 1
+
+
+def test_accelerator_step_with_a_plain_adam_keeps_weights_finite_after_a_nan_step() -> None:
+    loss_fn = _NaNOnce()
+    trainer, model = _trainer("adam", loss_fn=loss_fn)
+    x, y = _batch()
+    with accelerator_semantics():
+        trainer.step(x, y)
+        loss_fn.armed = True
+        trainer.step(x, y)
+        loss_fn.armed = False
+        stats = trainer.step(x, y)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert torch.isfinite(stats["loss"]) and float(stats["skipped"]) == 0.0
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        assert trainer.num_skipped == 1 and trainer.consecutive_skips == 0
+
+
+def test_cpu_step_keeps_its_host_guard_and_counts_at_once() -> None:
+    loss_fn = _NaNOnce()
+    trainer, _ = _trainer(loss_fn=loss_fn)
+    x, y = _batch()
+    loss_fn.armed = True
+    with pytest.warns(RuntimeWarning, match="non-finite loss or gradient at step 1"):
+        trainer.step(x, y)
+    assert trainer.num_skipped == 1 and trainer.consecutive_skips == 1 and trainer._skip_state is None
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cuda_default_trainer_step_never_syncs(bf16: bool) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1)).cuda()
+    trainer = AdversarialCorruptionTrainer(
+        model, torch.optim.Adam(model.parameters(), lr=1e-3), generator=torch.Generator(device="cuda").manual_seed(0),
+        autocast_dtype=torch.bfloat16 if bf16 else None,
+    )
+    x = torch.rand(8, 1, 64, 64, device="cuda")
+    y = (torch.rand(8, 1, 64, 64, device="cuda") > 0.95).float()
+    for _ in range(3):  # lazy policy, cached tables, graph capture
+        trainer.step(x, y)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            stats = trainer.step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert float(stats["skipped"]) == 0.0 and trainer.num_skipped == 0
+    assert trainer._graphed_apply.state()["num_graphs"] == 1 and trainer._graphed_apply.failure is None
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graphed_trainer_equals_the_eager_trainer() -> None:
+    runs = []
+    for graphs in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Conv2d(1, 1, 3, padding=1).cuda()
+        trainer = AdversarialCorruptionTrainer(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), cuda_graphs=graphs,
+            generator=torch.Generator(device="cuda").manual_seed(3),
+        )
+        g = torch.Generator().manual_seed(4)
+        losses = []
+        for _ in range(4):
+            x = torch.rand(6, 1, 48, 48, generator=g).cuda()
+            y = (torch.rand(6, 1, 48, 48, generator=g) > 0.9).float().cuda()
+            losses.append(trainer.step(x, y)["loss_corrupted"])
+        runs.append((torch.stack(losses).cpu(), [p.detach().cpu() for p in model.parameters()], trainer))
+    (la, wa, ta), (lb, wb, _) = runs
+    assert ta._graphed_apply.num_graphs == 1
+    torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-5)
+    for a, b in zip(wa, wb):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -349,7 +349,7 @@ def test_cuda_step_under_autocast(dtype: torch.dtype) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_step_does_not_sync_host_and_device() -> None:
     trainer, x, m = _cuda_setup(skip_non_finite=False, autocast_dtype=torch.bfloat16)
-    assert trainer.action_space._resolve_grouping(x.device) == "masked"
+    assert trainer.action_space._resolve_grouping(x.device) == "fused"
     trainer.step(x, m)  # warm-up: level tables and caches are copied to the device once
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
