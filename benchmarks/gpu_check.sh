@@ -3,21 +3,31 @@
 #
 #   bash benchmarks/gpu_check.sh            # writes everything under $OUT (default ./gpu_out)
 #
-# Steps (each one's failure or timeout is recorded and the later steps still run):
+# Steps (each one's failure or timeout is recorded and the later steps still run; the issue-10
+# measurements come first so a short budget still gets them):
 #   00 wheels            install .whl/*.whl into /tmp/site when a .whl/ folder exists (no index, no deps)
 #   01 env               versions, CUDA device, which optional packages import
-#   02 pytest_gpu        pytest -m gpu: corruption engine on CUDA, trainer step under bf16 autocast,
+#   02 pytest_gpu        pytest -m gpu: corruption engine on CUDA, sync-free trainer step under
+#                        torch.cuda.set_sync_debug_mode("error"), CUDA graphs vs eager, bf16 autocast,
 #                        SFIM under autocast, models in channels_last, torch.compile, CUDA checkpoints
-#   03 corruption_throughput   benchmarks/corruption_throughput.py --device cuda
-#   04 trainer_overhead        benchmarks/trainer_overhead.py --device cuda
-#   05 trainer_overhead_bf16   ... --bf16 --channels-last
-#   06 model_cost              benchmarks/model_cost.py --device cuda
-#   07 model_cost_bf16         ... --amp bf16 --channels-last
-#   08 train_bench_smoke       advcorrupt train (bf16, mid-epoch checkpoints, resume) + bench on CUDA
+#   03 trainer_overhead_unet_fp32      benchmarks/trainer_overhead.py --device cuda (Unet-resnet18, B=8)
+#   04 trainer_overhead_unet_bf16      ... --bf16 --channels-last
+#   05 trainer_overhead_unet_fp32_eager ... --no-graphs (CUDA graphs off: what the graphs buy)
+#   06 trainer_overhead_dnanet_fp32    ... --model dnanet --batch 16
+#   07 trainer_overhead_dnanet_bf16    ... --model dnanet --batch 16 --bf16 --channels-last
+#   08 corruption_throughput_fp32      benchmarks/corruption_throughput.py --device cuda
+#   09 corruption_throughput_bf16      ... --bf16 --channels-last
+#   10 train_throughput_fp32           benchmarks/train_throughput.py --device cuda (dnanet B=16, none vs learned)
+#   11 train_throughput_bf16           ... --amp bf16
+#   12 model_cost                      benchmarks/model_cost.py --device cuda
+#   13 model_cost_bf16                 ... --amp bf16 --channels-last
+#   14 train_bench_smoke   advcorrupt train (bf16, mid-epoch checkpoints, resume) + bench on CUDA
 # Output: one <step>.log per step, pytest_gpu.xml, summary.tsv (step, exit code, seconds) and
 # summary.txt. Exit code 0 if every step passed, else 1. Total wall time is capped by
-# GPU_CHECK_BUDGET_S (default 340 s): each step gets at most its own limit and what is left.
+# GPU_CHECK_BUDGET_S (default 480 s): each step gets at most its own limit and what is left.
 # Works without `pip install -e`: the repository goes on PYTHONPATH. PYTHON overrides python3.
+# On the lent device machine (whose $OUT keeps at most 8 files), run it with OUT set to a scratch
+# folder and pack the logs: OUT=/tmp/gc bash benchmarks/gpu_check.sh; tar czf $OUT/gpu_check.tgz -C /tmp/gc .
 
 set -u -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,7 +35,7 @@ REPO="$PWD"
 OUT="${OUT:-$REPO/gpu_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-BUDGET="${GPU_CHECK_BUDGET_S:-340}"
+BUDGET="${GPU_CHECK_BUDGET_S:-480}"
 START=$(date +%s)
 SUMMARY="$OUT/summary.tsv"
 printf 'step\texit_code\tseconds\n' > "$SUMMARY"
@@ -88,19 +98,27 @@ TIMEOUT_FLAG=()
 step 02_pytest_gpu 170 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rA \
     --junitxml="$OUT/pytest_gpu.xml" ${TIMEOUT_FLAG[@]+"${TIMEOUT_FLAG[@]}"}
 
-# ---- 03-07: benchmarks on CUDA
+# ---- 03-13: benchmarks on CUDA
 KORNIA_FLAG=()
 "$PY" -c "import kornia" > /dev/null 2>&1 || KORNIA_FLAG=(--no-kornia)
-step 03_corruption_throughput 60 "$PY" benchmarks/corruption_throughput.py --device cuda ${KORNIA_FLAG[@]+"${KORNIA_FLAG[@]}"}
-step 04_trainer_overhead 60 "$PY" benchmarks/trainer_overhead.py --device cuda
-step 05_trainer_overhead_bf16 60 "$PY" benchmarks/trainer_overhead.py --device cuda --bf16 --channels-last
-step 06_model_cost 60 "$PY" benchmarks/model_cost.py --device cuda
-step 07_model_cost_bf16 60 "$PY" benchmarks/model_cost.py --device cuda --amp bf16 --channels-last
+TO=(benchmarks/trainer_overhead.py --device cuda --steps 20 --warmup 5)
+step 03_trainer_overhead_unet_fp32 60 "$PY" "${TO[@]}"
+step 04_trainer_overhead_unet_bf16 60 "$PY" "${TO[@]}" --bf16 --channels-last
+step 05_trainer_overhead_unet_fp32_eager 60 "$PY" "${TO[@]}" --no-graphs
+step 06_trainer_overhead_dnanet_fp32 75 "$PY" "${TO[@]}" --model dnanet --batch 16
+step 07_trainer_overhead_dnanet_bf16 75 "$PY" "${TO[@]}" --model dnanet --batch 16 --bf16 --channels-last
+step 08_corruption_throughput_fp32 45 "$PY" benchmarks/corruption_throughput.py --device cuda ${KORNIA_FLAG[@]+"${KORNIA_FLAG[@]}"}
+step 09_corruption_throughput_bf16 45 "$PY" benchmarks/corruption_throughput.py --device cuda --bf16 --channels-last --no-kornia
+TT=(benchmarks/train_throughput.py --device cuda --model dnanet --batch-size 16 --steps 20)
+step 10_train_throughput_fp32 90 "$PY" "${TT[@]}"
+step 11_train_throughput_bf16 90 "$PY" "${TT[@]}" --amp bf16
+step 12_model_cost 45 "$PY" benchmarks/model_cost.py --device cuda
+step 13_model_cost_bf16 45 "$PY" benchmarks/model_cost.py --device cuda --amp bf16 --channels-last
 
-# ---- 08: advcorrupt train on CUDA with bf16, mid-epoch checkpoints and a resume, then bench
+# ---- 14: advcorrupt train on CUDA with bf16, mid-epoch checkpoints and a resume, then bench
 RUN="$OUT/train_smoke"
 rm -rf "$RUN"
-step 08_train_bench_smoke 90 bash -c "
+step 14_train_bench_smoke 90 bash -c "
 set -e
 TRAIN=(\"$PY\" -m advcorrupt train --model sfim_dnanet --device cuda --amp bf16 --batch-size 4 \
        --synthetic-train 32 --synthetic-test 8 --synthetic-size 64 --steps-per-epoch 4 --checkpoint-every 3 \

@@ -102,7 +102,7 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
         trainer = AdversarialCorruptionTrainer(
             model, opt, action_space=ActionSpace(), generator=gen,
             autocast_dtype=torch.bfloat16 if args.bf16 else None,
-            skip_non_finite=not args.no_skip_check,
+            skip_non_finite=not args.no_skip_check, cuda_graphs=not args.no_graphs,
         )
 
         def step() -> None:
@@ -141,7 +141,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for both variants")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--no-skip-check", action="store_true", help="trainer: skip_non_finite=False (no sync)")
+    p.add_argument("--no-skip-check", action="store_true", help="trainer: skip_non_finite=False")
+    p.add_argument("--no-graphs", action="store_true", help="trainer: cuda_graphs=False (eager corruption)")
     p.add_argument("--mode", choices=["plain", "trainer"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.mode:
