@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from .checkpoint import (
     CheckpointError,
     capture_rng_state,
-    list_checkpoints,
+    latest_valid_checkpoint,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -703,15 +703,14 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     start_epoch, start_batch, global_step = 0, 0, 0
     history: list[list[float]] = []
     partial: dict[str, Any] = {}
-    ckpts = list_checkpoints(out) if resume else []
-    if ckpts:
+    # The newest checkpoint that loads; damaged newer ones are skipped with a warning (and renamed
+    # *.damaged by rank 0), so a requeued job resumes by itself.
+    found = latest_valid_checkpoint(out, quarantine=d.main) if resume else None
+    ckpts = [found[0]] if found else []
+    if found:
         # Peek first (safe load) to refuse a mid-epoch resume with another number of processes:
         # the position inside the epoch refers to the old DistributedSampler split.
-        try:
-            state = load_checkpoint(ckpts[-1])
-        except CheckpointError as e:
-            hint = f"; delete it to resume from {ckpts[-2].name}" if len(ckpts) > 1 else ""
-            raise CheckpointError(f"{e}{hint}") from None
+        state = found[1]
         saved_world = int(state.get("world_size", 1))
         if state.get("batch", 0) and saved_world != d.world:
             raise CheckpointError(

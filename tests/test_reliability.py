@@ -265,6 +265,25 @@ def test_latest_valid_checkpoint_refuses_to_start_over_when_every_checkpoint_is_
     assert len(list_checkpoints(tmp_path)) == 3, "quarantine=False renames nothing"
 
 
+def test_resume_skips_damaged_newest_checkpoints_and_still_reproduces_the_run(tmp_path: Path, one_thread: None) -> None:
+    # Checkpoints at steps 2, 4 (end of epoch 1), 6, 8. The two newest get damaged (a disk that
+    # lost them, a copy cut short): resume falls back to step 4 and redoes steps 4-7 exactly.
+    cfg = tiny_config(tmp_path, epochs=2, steps_per_epoch=4, synthetic_train=8, checkpoint_every=2, keep_last=4)
+    fit(cfg, progress=False)
+    reference = load_checkpoint(tmp_path / "ckpt_00000008.pt")
+    ref_steps = _steps(tmp_path)
+    (tmp_path / "ckpt_00000008.pt").write_bytes((tmp_path / "ckpt_00000008.pt").read_bytes()[:5000])
+    (tmp_path / "ckpt_00000006.pt").write_bytes(b"")
+    with pytest.warns(CheckpointWarning) as caught:
+        summary = fit(cfg, resume=True, progress=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, CheckpointWarning)]
+    assert len(messages) == 2 and "ckpt_00000008.pt" in messages[0] and "ckpt_00000006.pt is empty" in messages[1]
+    assert summary["steps"] == 8
+    assert sorted(p.name for p in tmp_path.glob("*.damaged")) == ["ckpt_00000006.pt.damaged", "ckpt_00000008.pt.damaged"]
+    assert _steps(tmp_path) == ref_steps
+    _assert_same(reference["model"], load_checkpoint(tmp_path / "ckpt_00000008.pt")["model"], "model")
+
+
 def test_rng_states_survive_a_safe_save_and_load(tmp_path: Path) -> None:
     state = capture_rng_state()
     first = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
