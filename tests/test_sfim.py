@@ -316,3 +316,21 @@ def test_a_sfim_targets_attribute_declares_the_default_points_of_a_custom_model(
 
     net = insert_sfim(Net(), input_size=(9, 9))
     assert isinstance(net.body, SFIMAfter) and not isinstance(net.head, SFIMAfter)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"names": []}, "at least one submodule"),
+        ({"input_size": (32.5, 32)}, r"input_size must be two integers \(H, W\) >= 1; got \(32.5, 32\)"),
+        ({"input_size": (0, 32)}, "input_size must be two integers"),
+        ({"input_size": 32}, "input_size must be two integers"),
+    ],
+)
+def test_insert_sfim_rejects_bad_names_and_sizes_before_changing_the_model(kwargs: dict, match: str) -> None:
+    from advcorrupt.models import create_model
+
+    model = create_model("rdian", width=4)
+    with pytest.raises(ValueError, match=match):
+        insert_sfim(model, **kwargs)
+    assert _count_sfim(model) == 0

@@ -210,7 +210,9 @@ def insert_sfim(
         ``model`` itself, modified.
 
     Raises:
-        ValueError: if a name matches nothing or a target's output is not a (B, C, H, W) tensor.
+        ValueError: if ``names`` is empty, a name matches nothing (the message lists the model's
+            submodules and close matches), ``input_size`` is not two integers >= 1, or a target's
+            output is not a (B, C, H, W) tensor.
 
     Example:
         >>> import timm
@@ -222,17 +224,54 @@ def insert_sfim(
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
     if isinstance(names, str):
         names = [names]
+    if names is not None:
+        names = list(names)
+        if not names:
+            raise ValueError("names must hold at least one submodule name or pattern; got an empty list")
     targets = _resolve(model, default_sfim_targets(model) if names is None else names)
     if example_input is None:
-        p = next(iter(model.parameters()), None)
-        example_input = torch.zeros(
-            1,
-            _first_conv_in_channels(model),
-            *input_size,
-            device=None if p is None else p.device,
-            dtype=None if p is None else p.dtype,
-        )
+        example_input = _zero_input(model, input_size)
+    shapes = _dry_run_shapes(model, targets, example_input, forward_fn)
+    # Deepest first, so that wrapping an outer target does not move an inner one's path.
+    for name in sorted(targets, key=lambda n: n.count("."), reverse=True):
+        target = model.get_submodule(name)
+        sfim = SFIM(shapes[name][1], **_module_factory_kwargs(target, model), **dict(sfim_kwargs or {}))
+        sfim.train(target.training)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, SFIMAfter(target, sfim))
+    return model
 
+
+def _zero_input(model: nn.Module, input_size: object) -> Tensor:
+    """The dry run's (1, C_in, H, W) zero tensor on the model's device and dtype."""
+    if (
+        not isinstance(input_size, (tuple, list))
+        or len(input_size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_size)
+    ):
+        raise ValueError(f"input_size must be two integers (H, W) >= 1; got {input_size!r}")
+    p = next(iter(model.parameters()), None)
+    return torch.zeros(
+        1,
+        _first_conv_in_channels(model),
+        *input_size,
+        device=None if p is None else p.device,
+        dtype=None if p is None else p.dtype,
+    )
+
+
+def _dry_run_shapes(
+    model: nn.Module,
+    targets: list[str],
+    example_input: Tensor,
+    forward_fn: Callable[[nn.Module, Tensor], Any] | None,
+) -> dict[str, tuple[int, ...]]:
+    """Output shape of every target in one eval, no-grad forward; training mode restored.
+
+    Raises:
+        ValueError: a target that was not called or whose output is not a (B, C, H, W) tensor.
+    """
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for name in targets:
@@ -250,7 +289,6 @@ def insert_sfim(
         for h in handles:
             h.remove()
         model.train(was_training)
-
     for name in targets:
         shape = shapes.get(name)
         if shape is None:
@@ -260,12 +298,4 @@ def insert_sfim(
                 f"SFIM needs a (B, C, H, W) tensor output; submodule {name!r} returned "
                 f"{'a non-tensor' if not shape else f'shape {shape}'}"
             )
-    # Deepest first, so that wrapping an outer target does not move an inner one's path.
-    for name in sorted(targets, key=lambda n: n.count("."), reverse=True):
-        target = model.get_submodule(name)
-        sfim = SFIM(shapes[name][1], **_module_factory_kwargs(target, model), **dict(sfim_kwargs or {}))
-        sfim.train(target.training)
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, SFIMAfter(target, sfim))
-    return model
+    return shapes
