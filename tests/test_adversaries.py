@@ -307,3 +307,18 @@ def test_paired_table_reports_per_seed_differences() -> None:
     table = ex.paired_table(results, ["random", "banded"])  # type: ignore[attr-defined]
     row = next(line for line in table.splitlines() if "banded | mean corrupted IoU" in line)
     assert "0: +5.00, 1: -1.00" in row and "+2.00 +- 4.24" in row and "| 1/2 |" in row
+
+
+def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: ActionSpace) -> None:
+    trainer, g = _frozen_trainer(toy_space, "tilt")
+    assert trainer.policy.num_actions == K  # type: ignore[union-attr]  # K corruption logits only
+    bright = torch.ones(16, dtype=torch.bool)
+    for _ in range(150):
+        trainer.step(*_scenes(bright, g))
+    x, _ = _scenes(bright, g)
+    probs = trainer.policy_probabilities(x).view(-1, K, 2)
+    assert torch.allclose(probs[..., 0], probs[..., 1])  # severity uniform given the corruption
+    mass = probs.sum(-1)
+    assert mass[:, TOY.index("adv_up")].min() >= 1.5 / K and mass.min() >= 0.5 / K - 1e-6
+    with pytest.raises(ValueError, match="severity must be 'learned' or 'uniform'"):
+        Adversary("x", severity="hardest")

@@ -46,6 +46,7 @@ class Adversary:
         head: ``"flat"`` or ``"hierarchical"``.
         reward: ``"loss"`` or ``"damage"`` (needs the clean per-sample losses).
         band: for the hierarchical head, ``(lo, hi)`` in multiples of ``1/K`` or ``None``.
+        severity: ``"learned"`` or ``"uniform"`` (hierarchical head: only the corruption is chosen).
         min_prob: uniform mixing weight of the (severity) distribution, see :class:`Reinforce`.
         entropy_coef: entropy bonus weight.
         description: one line for docs and ``--help``.
@@ -60,6 +61,7 @@ class Adversary:
     head: str = "hierarchical"
     reward: str = "damage"
     band: tuple[float, float] | None = (0.5, 2.0)
+    severity: str = "learned"
     min_prob: float = 0.1
     entropy_coef: float = 0.01
     description: str = ""
@@ -71,6 +73,10 @@ class Adversary:
             raise ValueError(f"head must be one of {HEADS}; got {self.head!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}; got {self.reward!r}")
+        if self.severity not in ("learned", "uniform"):
+            raise ValueError(f"severity must be 'learned' or 'uniform'; got {self.severity!r}")
+        if self.head == "flat" and self.severity != "learned":
+            raise ValueError("severity='uniform' needs the hierarchical head; got head='flat'")
         if self.head == "flat" and self.band is not None:
             raise ValueError(f"band applies to the hierarchical head only; got band={self.band} with head='flat'")
         object.__setattr__(self, "band", check_band(self.band, None))
@@ -80,7 +86,8 @@ class Adversary:
         if self.head == "flat":
             return FlatHead(num_corruptions * num_severities, min_prob=self.min_prob)
         band = None if self.band is None else (self.band[0], min(self.band[1], float(num_corruptions)))
-        return HierarchicalHead(num_corruptions, num_severities, band=band, min_prob=self.min_prob)
+        return HierarchicalHead(num_corruptions, num_severities, band=band, min_prob=self.min_prob,
+                                learn_severity=self.severity == "learned")
 
     def rewards(self, corrupted_loss: Tensor, clean_loss: Tensor | None) -> Tensor:
         """Per-sample rewards from the detector's per-sample losses.
@@ -151,5 +158,7 @@ for _adv in (
               description="corruption kept in [0.5/K, 2/K], severity adversarial, reward = corrupted loss"),
     Adversary("severity", head="hierarchical", reward="damage", band=(1.0, 1.0),
               description="corruption uniform, only the severity is chosen adversarially, reward = damage"),
+    Adversary("tilt", head="hierarchical", reward="damage", band=(0.5, 2.0), severity="uniform",
+              description="corruption kept in [0.5/K, 2/K], severity uniform, reward = damage"),
 ):
     register_adversary(_adv)

@@ -96,7 +96,8 @@ class HierarchicalHead:
     """``p(k, j | x) = p(k | x) p(j | k, x)``: a corruption, then a severity given the corruption.
 
     The network emits ``K + K * S`` numbers: ``K`` corruption logits, then ``S`` severity logits
-    for each corruption (only the chosen corruption's row matters for a sample).
+    for each corruption (only the chosen corruption's row matters for a sample). With
+    ``learn_severity=False`` it emits only the ``K`` corruption logits and severities are uniform.
 
     With ``band=(lo, hi)`` (multiples of the uniform share ``1/K``) every corruption's probability
     stays in ``[lo/K, hi/K]`` on every image, by construction and smoothly:
@@ -110,6 +111,7 @@ class HierarchicalHead:
         band: ``(lo, hi)`` with ``0 < lo <= 1 <= hi <= K``, or ``None``.
         min_prob: uniform mixing weight of the severity distribution (and of the corruption
             distribution when ``band`` is ``None``).
+        learn_severity: ``False`` draws the severity uniformly: only the corruption is chosen.
 
     Example:
         >>> import torch
@@ -129,13 +131,15 @@ class HierarchicalHead:
         *,
         band: tuple[float, float] | None = (0.5, 2.0),
         min_prob: float = 0.1,
+        learn_severity: bool = True,
     ) -> None:
         for name, value in (("num_corruptions", num_corruptions), ("num_severities", num_severities)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
         self.num_corruptions, self.num_severities = num_corruptions, num_severities
         self.num_actions = num_corruptions * num_severities
-        self.num_logits = num_corruptions + self.num_actions
+        self.learn_severity = bool(learn_severity)
+        self.num_logits = num_corruptions + (self.num_actions if self.learn_severity else 0)
         self.min_prob = _check_min_prob(min_prob)
         self.band = check_band(band, num_corruptions)
         self._lo = 0.0 if self.band is None else self.band[0] / num_corruptions
@@ -159,20 +163,24 @@ class HierarchicalHead:
         return self.corruption_log_probs(logits).exp()
 
     def log_probs(self, logits: Tensor) -> Tensor:
-        """(B, K + K * S) raw outputs -> (B, K * S) joint log-probabilities, action ``k * S + j``."""
+        """(B, num_logits) raw outputs -> (B, K * S) joint log-probabilities, action ``k * S + j``."""
         if logits.shape[-1] != self.num_logits:
+            what = "K + K*S" if self.learn_severity else "K"
             raise ValueError(
-                f"logits must have K + K*S = {self.num_logits} entries per sample; got shape {tuple(logits.shape)}"
+                f"logits must have {what} = {self.num_logits} entries per sample; got shape {tuple(logits.shape)}"
             )
         k, s = self.num_corruptions, self.num_severities
         log_pk = self.corruption_log_probs(logits)
-        sev = logits[..., k:].float().reshape(*logits.shape[:-1], k, s)
-        log_ps = floored_log_softmax(sev, self.min_prob)
+        if self.learn_severity:
+            sev = logits[..., k:].float().reshape(*logits.shape[:-1], k, s)
+            log_ps = floored_log_softmax(sev, self.min_prob)
+        else:
+            log_ps = torch.full((*logits.shape[:-1], k, s), -math.log(s), dtype=log_pk.dtype, device=logits.device)
         return (log_pk.unsqueeze(-1) + log_ps).reshape(*logits.shape[:-1], k * s)
 
     def __repr__(self) -> str:
         return (f"HierarchicalHead(num_corruptions={self.num_corruptions}, num_severities={self.num_severities}, "
-                f"band={self.band}, min_prob={self.min_prob})")
+                f"band={self.band}, min_prob={self.min_prob}, learn_severity={self.learn_severity})")
 
 
 def check_band(band: object, num_corruptions: int | None) -> tuple[float, float] | None:
