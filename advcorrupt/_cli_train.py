@@ -40,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lr", type=float, default=5e-4, help="detector Adam learning rate")
     p.add_argument("--warmup-epochs", type=int, default=0, help="linear learning-rate warm-up epochs")
     p.add_argument("--grad-clip", type=float, default=None, help="clip the detector's gradient norm")
+    p.add_argument("--deterministic", action="store_true",
+                   help="reproducible CUDA runs (deterministic kernels, no cuDNN autotuning); slower on GPU")
     p.add_argument("--policy-lr", type=float, default=1e-2, help="policy SGD learning rate (paper: 1e-4)")
     p.add_argument("--reinforce-kwargs", type=json.loads, default={},
                    help='JSON for the policy updater, e.g. \'{"min_prob": 0.2}\'')
@@ -75,7 +77,8 @@ def config_from_args(args: argparse.Namespace) -> object:
         dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
-        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, reinforce_kwargs=args.reinforce_kwargs,
+        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, deterministic=args.deterministic,
+        reinforce_kwargs=args.reinforce_kwargs,
         lam=args.lam, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
         device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,
         checkpoint_every=args.checkpoint_every, max_consecutive_skips=args.max_consecutive_skips,
@@ -94,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
 
     Returns:
         0 on success; 2 for a configuration or checkpoint error (raised before any training
-        step); 3 when training stopped after too many consecutive non-finite steps.
+        step); 3 when training stopped after too many consecutive non-finite steps; 4 when a
+        checkpoint could not be written (disk full, read-only folder; the previous one is intact).
     """
+    from .checkpoint import CheckpointWriteError
     from .engine import TrainingStopped, fit
 
     try:
@@ -103,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingStopped as e:
         print(f"advcorrupt train: stopped: {e}", file=sys.stderr)
         return 3
+    except CheckpointWriteError as e:
+        print(f"advcorrupt train: error: {e.strerror}", file=sys.stderr)
+        return 4
     except (ValueError, KeyError, FileNotFoundError) as e:  # configuration / checkpoint errors, before training
         print(f"advcorrupt train: error: {_message(e)}", file=sys.stderr)
         return 2

@@ -82,6 +82,8 @@ class TrainConfig:
             (0: none). A few epochs keep the high rates of short schedules from collapsing the
             detector to all-background on some seeds (docs/results.md).
         grad_clip: clip the detector's gradient norm to this value (``None``: no clipping).
+        deterministic: set torch's reproducibility switches (deterministic algorithms, cuDNN
+            without autotuning, ``CUBLAS_WORKSPACE_CONFIG``); matters on CUDA, slower there.
         policy_lr: policy SGD learning rate (paper: 1e-4, which barely moves the policy within a
             run; default 1e-2, see docs/trainer.md).
         lam: weight of the corrupted loss (Eq. 1).
@@ -116,6 +118,7 @@ class TrainConfig:
     lr: float = 5e-4
     warmup_epochs: int = 0
     grad_clip: float | None = None
+    deterministic: bool = False
     policy_lr: float = 1e-2
     lam: float = 1.0
     corruptions: tuple[str, ...] | None = None
@@ -663,6 +666,10 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     from .trainer import AdversarialCorruptionTrainer
 
     check_config(config)
+    if config.deterministic:
+        from ._determinism import set_deterministic
+
+        set_deterministic(True)
     d = _init_distributed(config.device)
     device = _pick_device(config, d)
     out = Path(config.out_dir)

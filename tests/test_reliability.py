@@ -241,6 +241,53 @@ def test_training_stops_on_a_full_disk_and_resumes_from_the_last_good_checkpoint
                  load_checkpoint(list_checkpoints(cfg.out_dir)[-1])["model"], "model")
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_train_exits_4_with_a_message_when_a_checkpoint_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    from advcorrupt.cli import main
+
+    _full_disk(monkeypatch)
+    assert main(cli_args(tmp_path)) == 4
+    err = capsys.readouterr().err
+    assert "advcorrupt train: error: could not write checkpoint ckpt_00000002.pt" in err and "the disk is full" in err
+    assert "Traceback" not in err and list_checkpoints(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------- determinism
+def _final_weights(out: Path) -> dict[str, Any]:
+    state = load_checkpoint(list_checkpoints(out)[-1])
+    return {"model": state["model"], "policy": state["trainer"]["strategy_state"]["policy"]}
+
+
+def test_the_same_seed_twice_gives_identical_weights_on_cpu(tmp_path: Path, one_thread: None) -> None:
+    runs = {name: tiny_config(tmp_path / name, seed=seed, steps_per_epoch=3) for name, seed in (("a", 5), ("b", 5), ("c", 6))}
+    for cfg in runs.values():
+        fit(cfg, progress=False)
+    _assert_same(_final_weights(tmp_path / "a"), _final_weights(tmp_path / "b"), "weights")
+    assert _steps(tmp_path / "a") == _steps(tmp_path / "b")
+    other = _final_weights(tmp_path / "c")["model"]
+    assert any(not torch.equal(v, other[k]) for k, v in _final_weights(tmp_path / "a")["model"].items()), "seed has no effect"
+
+
+def test_deterministic_sets_the_torch_switches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    from advcorrupt._cli_train import config_from_args
+    from advcorrupt._determinism import set_deterministic
+    from advcorrupt.cli import build_parser
+
+    assert config_from_args(build_parser().parse_args([*cli_args(tmp_path), "--deterministic"])).deterministic is True
+    assert config_from_args(build_parser().parse_args(cli_args(tmp_path))).deterministic is False
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        fit(tiny_config(tmp_path, deterministic=True, steps_per_epoch=1), progress=False)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
 # ------------------------------------------------------------------ damaged newest checkpoint
 def _three_checkpoints(folder: Path) -> list[Path]:
     return [save_checkpoint({"step": s, "w": torch.full((64,), float(s))}, folder / f"ckpt_{s:08d}.pt") for s in (2, 4, 6)]
