@@ -311,10 +311,10 @@ def test_paired_table_reports_per_seed_differences() -> None:
 
 def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: ActionSpace) -> None:
     trainer, g = _frozen_trainer(toy_space, "tilt")
-    assert trainer.policy.num_actions == K  # type: ignore[union-attr]  # K corruption logits only
     bright = torch.ones(16, dtype=torch.bool)
     for _ in range(150):
         trainer.step(*_scenes(bright, g))
+    assert trainer.policy.num_actions == K  # type: ignore[union-attr]  # K corruption logits only
     x, _ = _scenes(bright, g)
     probs = trainer.policy_probabilities(x).view(-1, K, 2)
     assert torch.allclose(probs[..., 0], probs[..., 1])  # severity uniform given the corruption
