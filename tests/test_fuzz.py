@@ -15,11 +15,15 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -27,6 +31,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from advcorrupt import ActionSpace, AdversarialCorruptionTrainer, PolicyNetwork, SFIM, corruptions, metrics  # noqa: E402
+from advcorrupt.data import BadFileError, ISTDDataset, SyntheticIRSTD  # noqa: E402
 from advcorrupt.models import create_model  # noqa: E402
 
 settings.register_profile(
@@ -104,7 +109,7 @@ def _is_images(x: Any, channels: tuple[int, ...] = (1, 3), *, unit: bool = True,
     """The documented valid input: float (B, C, H, W), C in ``channels``, finite (in [0, 1])."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 or x.shape[1] not in channels:
         return False
-    if x.shape[0] and min(x.shape[2:]) < min_side:
+    if min(x.shape[2:]) < min_side:
         return False
     if not bool(torch.isfinite(x).all()):
         return False
@@ -186,9 +191,7 @@ def _policy_gap(x: Any) -> bool:
     cast, NaN/inf give NaN logits and an empty H or W fails inside F.interpolate."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
         return not isinstance(x, torch.Tensor)
-    return not x.is_floating_point() or (x.numel() > 0 and not bool(torch.isfinite(x).all())) or (
-        x.shape[0] > 0 and min(x.shape[2:]) == 0
-    )
+    return not x.is_floating_point() or (x.numel() > 0 and not bool(torch.isfinite(x).all())) or min(x.shape[2:]) == 0
 
 
 @given(x=images_or_junk(channels=(0, 1, 3)))
@@ -279,7 +282,12 @@ def test_metrics_return_numbers_in_range_or_raise(data: st.DataObject) -> None:
     masks = data.draw(masks_for(probs), label="masks")
     if _nan_probs(probs):
         return  # known gap, see the xfail below
-    ok_probs = _is_images(probs, (1,), min_side=0)
+    ok_probs = _is_images(probs, (1,), min_side=0) or (
+        # single maps are accepted too: (1, H, W) and (H, W)
+        isinstance(probs, torch.Tensor) and probs.is_floating_point()
+        and (probs.ndim == 2 or (probs.ndim == 3 and probs.shape[0] == 1))
+        and _is_images(probs.reshape(1, 1, *probs.shape[-2:]), (1,), min_side=0)
+    )
     valid = ok_probs and isinstance(masks, torch.Tensor) and masks.shape == probs.shape
 
     def check(out: Any) -> None:
@@ -349,3 +357,80 @@ def test_trainer_step_refuses_non_binary_masks(scale: float) -> None:
     masks = (torch.rand(2, 1, 8, 8) > 0.8).float() * scale
     with pytest.raises(ValueError, match="masks"):
         _trainer("random").step(torch.rand(2, 1, 8, 8), masks)
+
+
+# ------------------------------------------------------------------------------- datasets
+def _png_bytes(kind: str) -> bytes:
+    import io
+
+    rng = np.random.default_rng(0)
+    arr = (rng.random((12, 10)) * 255).astype(np.uint8) if kind == "image" else (rng.random((12, 10)) > 0.9).astype(np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+GOOD = {"image": _png_bytes("image"), "mask": _png_bytes("mask")}
+
+
+@st.composite
+def damaged(draw: st.DrawFn, kind: str) -> bytes:
+    data = bytearray(GOOD[kind])
+    how = draw(st.sampled_from(["intact", "truncate", "flip", "junk", "intact"]))
+    if how == "truncate":
+        return bytes(data[: draw(st.integers(0, len(data) - 1))])
+    if how == "flip":
+        for _ in range(draw(st.integers(1, 8))):
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] ^= draw(st.integers(1, 255))
+        return bytes(data)
+    if how == "junk":
+        return draw(st.binary(min_size=0, max_size=200))
+    return bytes(data)
+
+
+@given(image=damaged("image"), mask=damaged("mask"), policy=st.sampled_from(["error", "skip"]))
+def test_istd_dataset_gives_valid_items_or_names_the_broken_file(image: bytes, mask: bytes, policy: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "ds")
+        for sub in ("images", "masks", "img_idx"):
+            os.makedirs(os.path.join(root, sub))
+        for folder, name, data in (("images", "a", GOOD["image"]), ("masks", "a", GOOD["mask"]), ("images", "b", image), ("masks", "b", mask)):
+            with open(os.path.join(root, folder, f"{name}.png"), "wb") as f:
+                f.write(data)
+        with open(os.path.join(root, "img_idx", "train_FUZZ.txt"), "w") as f:
+            f.write("a\nb\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                ds = ISTDDataset(root, "train", on_bad_file=policy)  # type: ignore[arg-type]
+            except BadFileError as e:
+                assert policy == "error" and e.path.name == "b.png" and e.path.parent.name in ("images", "masks")
+                return
+        skipped = [p for p in ds.problems if p.kind == "bad_file"]
+        assert ds.names == (["a"] if skipped else ["a", "b"])
+        assert bool(skipped) == any("skipped 1 sample(s)" in str(w.message) for w in caught), "a skip is reported"
+        assert ds.names[0] == "a" and len(ds) in (1, 2)
+        for i in range(len(ds)):
+            x, m = ds[i]
+            assert x.ndim == 3 and x.shape[0] == 1 and m.shape == x.shape
+            assert bool(torch.isfinite(x).all()) and 0 <= float(x.min()) <= float(x.max()) <= 1
+            assert bool(((m == 0) | (m == 1)).all())
+
+
+@given(n=st.one_of(st.integers(-2, 3), st.sampled_from([True, 2.5, "3", None])),
+       size=st.one_of(st.integers(-1, 40), st.tuples(st.integers(0, 40), st.integers(0, 40)), st.sampled_from([None, "64", 8.5])))
+def test_synthetic_dataset_gives_valid_items_or_raises_naming_the_argument(n: Any, size: Any) -> None:
+    def build() -> Any:
+        ds = SyntheticIRSTD(n, size)
+        return [ds[i] for i in range(len(ds))]
+
+    h, w = (size, size) if isinstance(size, int) else size if isinstance(size, tuple) else (0, 0)
+    valid = type(n) is int and n >= 0 and (type(size) is int or isinstance(size, tuple)) and min(h, w) >= 16
+
+    def check(items: Any) -> None:
+        assert len(items) == n
+        for x, m in items:
+            assert x.shape == m.shape == (1, h, w) and 0 <= float(x.min()) <= float(x.max()) <= 1
+
+    _expect(build, valid, ("n", "size"), check)
