@@ -40,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lr", type=float, default=5e-4, help="detector Adam learning rate")
     p.add_argument("--warmup-epochs", type=int, default=0, help="linear learning-rate warm-up epochs")
     p.add_argument("--grad-clip", type=float, default=None, help="clip the detector's gradient norm")
+    p.add_argument("--bce-weight", type=float, default=0.0,
+                   help="add this weight x per-sample BCE to the Soft-IoU loss (guards against all-background collapse)")
     p.add_argument("--deterministic", action="store_true",
                    help="reproducible CUDA runs (deterministic kernels, no cuDNN autotuning); slower on GPU")
     p.add_argument("--policy-lr", type=float, default=1e-2, help="policy SGD learning rate (paper: 1e-4)")
@@ -64,7 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"deep_supervision": false}\'')
     p.add_argument("--policy-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"input_size": 32}\'')
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out-dir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help='also write TensorBoard events to DIR (pip install "advcorrupt[tensorboard]")')
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     return p
 
 
@@ -77,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
-        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, deterministic=args.deterministic,
+        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, bce_weight=args.bce_weight, deterministic=args.deterministic,
         reinforce_kwargs=args.reinforce_kwargs,
         lam=args.lam, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
         device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,
@@ -104,14 +108,17 @@ def run(args: argparse.Namespace) -> int:
     from .engine import TrainingStopped, fit
 
     try:
-        summary = fit(config_from_args(args), resume=args.resume, progress=not args.no_progress)  # type: ignore[arg-type]
+        summary = fit(
+            config_from_args(args), resume=args.resume, progress=not args.no_progress,  # type: ignore[arg-type]
+            tensorboard=args.tensorboard,
+        )
     except TrainingStopped as e:
         print(f"advcorrupt train: stopped: {e}", file=sys.stderr)
         return 3
     except CheckpointWriteError as e:
         print(f"advcorrupt train: error: {e.strerror}", file=sys.stderr)
         return 4
-    except (ValueError, KeyError, FileNotFoundError) as e:  # configuration / checkpoint errors, before training
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:  # configuration / checkpoint errors, before training
         print(f"advcorrupt train: error: {_message(e)}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

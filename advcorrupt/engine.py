@@ -19,6 +19,7 @@ Alg. 1) on an ISTD-layout dataset or the built-in :class:`~advcorrupt.data.Synth
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -82,6 +83,9 @@ class TrainConfig:
             (0: none). A few epochs keep the high rates of short schedules from collapsing the
             detector to all-background on some seeds (docs/results.md).
         grad_clip: clip the detector's gradient norm to this value (``None``: no clipping).
+        bce_weight: weight of a per-sample binary cross-entropy added to the Soft-IoU loss (0: the
+            paper's Soft-IoU alone); it keeps a gradient on target pixels when every logit is far
+            below zero, the all-background collapse (docs/results.md).
         deterministic: set torch's reproducibility switches (deterministic algorithms, cuDNN
             without autotuning, ``CUBLAS_WORKSPACE_CONFIG``); matters on CUDA, slower there.
         policy_lr: policy SGD learning rate (paper: 1e-4, which barely moves the policy within a
@@ -118,6 +122,7 @@ class TrainConfig:
     lr: float = 5e-4
     warmup_epochs: int = 0
     grad_clip: float | None = None
+    bce_weight: float = 0.0
     deterministic: bool = False
     policy_lr: float = 1e-2
     lam: float = 1.0
@@ -157,6 +162,8 @@ class TrainConfig:
             not isinstance(self.grad_clip, (int, float)) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
         ):
             raise ValueError(f"grad_clip must be None or a finite number > 0; got {self.grad_clip!r}")
+        if not isinstance(self.bce_weight, (int, float)) or not math.isfinite(self.bce_weight) or self.bce_weight < 0:
+            raise ValueError(f"bce_weight must be a finite number >= 0; got {self.bce_weight!r}")
         if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
             raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}")
         if self.amp not in _AMP:
@@ -636,15 +643,58 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _progress(iterable: Sequence[Any], *, enabled: bool, desc: str) -> Iterator[Any]:
-    if not enabled:
-        yield from iterable
-        return
-    from tqdm.auto import tqdm
+    # A bar on a terminal only: a piped log gets the one line per epoch that fit prints.
+    from ._progress import progress_iter
 
-    yield from tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+    return progress_iter(iterable, desc=desc, enabled=enabled)
 
 
-def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+@dataclass
+class _Run:
+    """What :func:`fit` builds before the first step (configuration errors surface while building it)."""
+
+    config: TrainConfig
+    d: _Dist
+    device: torch.device
+    out: Path
+    action_space: Any
+    train_ds: Dataset[Any]
+    test_ds: Dataset[Any]
+    preprocess: Any
+    model: nn.Module
+    ddp_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    scheduler: Any
+    scaler: Any
+    generator: torch.Generator
+    sampler: DistributedSampler[Any]
+    steps_per_epoch: int
+    trainer: Any
+
+
+@dataclass
+class _Position:
+    """Where a run stands and what it has produced (restored from a checkpoint on resume)."""
+
+    epoch: int = 0
+    batch: int = 0  # the next batch of ``epoch`` (non-zero when resuming mid-epoch)
+    global_step: int = 0
+    history: list[list[float]] = field(default_factory=list)  # action shares per epoch
+    partial: dict[str, Any] = field(default_factory=dict)  # running sums of a mid-epoch checkpoint
+    last_ckpt: Path | None = None
+    resumed: bool = False
+    val: dict[str, float] = field(default_factory=dict)
+    collapsed_epochs: list[int] = field(default_factory=list)  # evaluations that found a collapsed detector
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Train per ``config``; return a summary (final validation metrics, paths, counts).
 
     Everything that can be wrong with the configuration (unknown model or strategy, severities
@@ -655,26 +705,45 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         config: the run's :class:`TrainConfig`.
         resume: continue from the newest checkpoint in ``config.out_dir`` (a fresh start when
             there is none).
-        progress: show progress bars (rank 0 only).
+        progress: rank 0 reports progress: a bar per epoch on a terminal, and one line per epoch.
+        tensorboard: also write TensorBoard events to this folder (rank 0): losses, learning rate,
+            validation metrics, the policy's action shares per epoch and, after the last epoch, the
+            robustness heatmap (needs ``pip install "advcorrupt[tensorboard]"``).
 
     Returns:
-        ``{"out_dir", "epochs", "steps", "skipped", "val": {...}, "checkpoint"}``.
+        ``{"out_dir", "epochs", "steps", "skipped", "val": {...}, "checkpoint", "failed", "failure",
+        "collapsed_epochs"}``.
     """
-    from .benchmark import evaluate
-    from .models import create_model
-    from .policy import ActionSpace
-    from .trainer import AdversarialCorruptionTrainer
-
     check_config(config)
     if config.deterministic:
         from ._determinism import set_deterministic
 
         set_deterministic(True)
+    run = _build_run(config)
+    tb = _open_tensorboard(run, tensorboard)
+    try:
+        pos = _resume_position(run, resume)
+        log = _open_log(run, pos)
+        for epoch in range(pos.epoch, config.epochs):
+            stats = _train_epoch(run, pos, epoch, log, progress=progress)
+            _finish_epoch(run, pos, epoch, stats, log, tb, progress=progress)
+        if tb is not None:
+            _tensorboard_heatmap(run, tb, progress=progress)
+    finally:
+        if tb is not None:
+            tb.close()
+    return _summary(run, pos)
+
+
+def _build_run(config: TrainConfig) -> _Run:
+    """Process group, device, data, model, optimizer, schedule and the adversarial trainer."""
+    from .losses import SoftIoULoss
+    from .models import create_model
+    from .policy import ActionSpace
+    from .trainer import AdversarialCorruptionTrainer
+
     d = _init_distributed(config.device)
     device = _pick_device(config, d)
-    out = Path(config.out_dir)
-
-    # ---- build everything first: configuration errors surface before any training
     action_space = ActionSpace(config.corruptions, severities=config.severities)
     train_ds, test_ds, preprocess = build_datasets(config)
     torch.manual_seed(config.seed)
@@ -689,8 +758,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             f"batch_size {config.batch_size} x {d.world} process(es) exceeds the {len(train_ds)} training "  # type: ignore[arg-type]
             f"images: no full batch; lower --batch-size (TrainConfig.batch_size) or add training images"
         )
-    total_steps = steps_per_epoch * config.epochs
-    schedule = WarmupCosine(total_steps, warmup_steps=config.warmup_epochs * steps_per_epoch)
+    schedule = WarmupCosine(steps_per_epoch * config.epochs, warmup_steps=config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     amp_dtype = _AMP[config.amp]
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
@@ -705,182 +773,265 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
         policy_kwargs=dict(config.policy_kwargs) or None, in_channels=1, max_grad_norm=config.grad_clip,
+        loss_fn=SoftIoULoss(reduction="none", bce_weight=config.bce_weight),
+    )
+    return _Run(
+        config, d, device, Path(config.out_dir), action_space, train_ds, test_ds, preprocess, model, ddp_model,
+        optimizer, schedule, scheduler, scaler, generator, sampler, steps_per_epoch, trainer,
     )
 
-    start_epoch, start_batch, global_step = 0, 0, 0
-    history: list[list[float]] = []
-    partial: dict[str, Any] = {}
-    # The newest checkpoint that loads; damaged newer ones are skipped with a warning (and renamed
-    # *.damaged by rank 0), so a requeued job resumes by itself.
-    found = latest_valid_checkpoint(out, quarantine=d.main) if resume else None
-    ckpts = [found[0]] if found else []
-    if found:
-        # Peek first (safe load) to refuse a mid-epoch resume with another number of processes:
-        # the position inside the epoch refers to the old DistributedSampler split.
-        state = found[1]
-        saved_world = int(state.get("world_size", 1))
-        if state.get("batch", 0) and saved_world != d.world:
-            raise CheckpointError(
-                f"{ckpts[-1]} was written mid-epoch by {saved_world} process(es); this run has {d.world}. "
-                f"Resume with {saved_world} process(es), or from an epoch-end checkpoint"
-            )
-        _restore(
-            state, ckpts[-1], model=model, optimizer=optimizer, trainer=trainer, scheduler=scheduler, scaler=scaler,
-            config=config, restore_rng=True,
+
+def _resume_position(run: _Run, resume: bool) -> _Position:
+    """Restore the newest checkpoint that loads (damaged newer ones are skipped with a warning and
+    renamed ``*.damaged`` by rank 0, so a requeued job resumes by itself); else start at zero."""
+    found = latest_valid_checkpoint(run.out, quarantine=run.d.main) if resume else None
+    if not found:
+        if resume and run.d.main:
+            warnings.warn(f"--resume: no checkpoint in {run.out}; starting from scratch", stacklevel=3)
+        return _Position()
+    path, state = found
+    # A mid-epoch position refers to the old DistributedSampler split: refuse another process count.
+    saved_world = int(state.get("world_size", 1))
+    if state.get("batch", 0) and saved_world != run.d.world:
+        raise CheckpointError(
+            f"{path} was written mid-epoch by {saved_world} process(es); this run has {run.d.world}. "
+            f"Resume with {saved_world} process(es), or from an epoch-end checkpoint"
         )
-        schedule.total_steps = total_steps  # epochs may have been raised: anneal over the new length
-        gens = state.get("generators") or []
-        if d.rank < len(gens) and saved_world == d.world:
-            generator.set_state(gens[d.rank])
-        start_epoch, start_batch, global_step = int(state["epoch"]), int(state["batch"]), int(state["global_step"])
-        history = [list(h) for h in state.get("policy_history", [])]
-        partial = dict(state.get("partial_epoch", {}))
-    elif resume and d.main:
-        warnings.warn(f"--resume: no checkpoint in {out}; starting from scratch", stacklevel=2)
+    _restore(
+        state, path, model=run.model, optimizer=run.optimizer, trainer=run.trainer, scheduler=run.scheduler,
+        scaler=run.scaler, config=run.config, restore_rng=True,
+    )
+    run.schedule.total_steps = run.steps_per_epoch * run.config.epochs  # epochs may have been raised
+    gens = state.get("generators") or []
+    if run.d.rank < len(gens) and saved_world == run.d.world:
+        run.generator.set_state(gens[run.d.rank])
+    return _Position(
+        epoch=int(state["epoch"]), batch=int(state["batch"]), global_step=int(state["global_step"]),
+        history=[list(h) for h in state.get("policy_history", [])], partial=dict(state.get("partial_epoch", {})),
+        last_ckpt=path, resumed=True,
+    )
 
-    log: _Log | None = None
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(".ckpt_*.tmp"):  # left by a process killed while saving
-            stale.unlink(missing_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        log = _Log(out, config.log_format, keep_before_epoch=start_epoch if ckpts else None)
-        if ckpts:
-            log.truncate_steps(global_step)
 
-    def checkpoint(epoch: int, batch: int, partial: dict[str, Any]) -> Path | None:
-        gens = [generator.get_state()]
-        if d.world > 1:
-            gathered: list[Any] = [None] * d.world
-            dist.all_gather_object(gathered, generator.get_state())
-            gens = gathered
-        if not d.main:
-            return None
-        state = {
-            "config": config.to_dict(),
-            "model": _unwrap(ddp_model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "trainer": trainer.state_dict(),
-            "generators": gens,
-            "world_size": d.world,
-            "normalize": {"mean": preprocess.mean, "std": preprocess.std},
-            "rng": capture_rng_state(),
-            "epoch": epoch,
-            "batch": batch,
-            "global_step": global_step,
-            "policy_history": history,
-            "partial_epoch": partial,
-            "time": time.time(),
-        }
-        return save_checkpoint(state, out / f"ckpt_{global_step:08d}.pt", keep_last=config.keep_last)
+def _open_log(run: _Run, pos: _Position) -> _Log | None:
+    """Rank 0: the output folder, ``config.json`` and the metrics log (cut back to the resumed step)."""
+    if not run.d.main:
+        return None
+    run.out.mkdir(parents=True, exist_ok=True)
+    for stale in run.out.glob(".ckpt_*.tmp"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
+    (run.out / "config.json").write_text(json.dumps(run.config.to_dict(), indent=2))
+    log = _Log(run.out, run.config.log_format, keep_before_epoch=pos.epoch if pos.resumed else None)
+    if pos.resumed:
+        log.truncate_steps(pos.global_step)
+    return log
 
-    val: dict[str, float] = {}
-    collapsed_epochs: list[int] = []  # evaluations of this process that found a collapsed detector
-    last_ckpt: Path | None = ckpts[-1] if ckpts else None
-    labels = action_space.labels()
-    for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
-        first = start_batch if epoch == start_epoch else 0
-        batches = _batches(sampler, config.batch_size, config.steps_per_epoch)[first:]
-        loader = DataLoader(
-            _SeededItems(train_ds, config.seed, epoch), batch_sampler=batches, num_workers=config.num_workers,
-            pin_memory=device.type == "cuda",
-        )
-        trainer.model.train()
-        # Running sums of this epoch (restored when resuming inside it).
-        counts = torch.tensor(partial.get("counts", [0.0] * action_space.size), device=device)
-        sums = {k: torch.tensor(v, device=device) for k, v in partial.get("sums", {}).items()}
-        n_ok = torch.tensor(float(partial.get("n_ok", 0.0)), device=device)  # steps not skipped
-        partial = {}
-        step_buf: list[Tensor] = []
-        t0 = time.perf_counter()
-        bar = _progress(loader, enabled=progress and d.main, desc=f"epoch {epoch + 1}/{config.epochs}")
-        for i, (images, masks) in enumerate(bar):
-            images = images.to(device, non_blocking=True)
-            masks = masks.to(device, non_blocking=True)
-            stats = trainer.step(images, masks)
-            if trainer.consecutive_skips:  # the schedule follows global_step, skipped steps included
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-                    scheduler.step()
-            else:
-                scheduler.step()
-            global_step += 1
-            actions = trainer.last_actions
-            if actions is not None and actions.numel():
-                counts += torch.bincount(actions, minlength=action_space.size).to(counts.dtype)
-            ok = stats["skipped"].float() < 0.5
-            n_ok += ok.float()
-            for k, v in stats.items():  # skipped steps (non-finite) stay out of the epoch means
-                if k != "skipped":
-                    sums[k] = sums.get(k, torch.zeros((), device=device)) + torch.where(ok, v.float(), 0.0)
-            step_buf.append(torch.stack([stats["loss"], stats["loss_clean"], stats["loss_corrupted"], stats["skipped"]]).float())
-            if trainer.consecutive_skips >= config.max_consecutive_skips:
-                if log is not None:
-                    log.add_steps(_step_rows(step_buf, epoch, global_step))
-                raise TrainingStopped(
-                    f"training stopped at step {global_step}: {trainer.consecutive_skips} consecutive steps had a "
-                    f"non-finite loss or gradient ({trainer.num_skipped} skipped in total; the detector and policy "
-                    f"were not updated on them). Lower --lr, use --amp none or bf16 instead of fp16, or check the "
-                    f"data; raise --max-consecutive-skips to tolerate more. Last good checkpoint: {last_ckpt}"
-                )
-            done = first + i + 1
-            if config.checkpoint_every and global_step % config.checkpoint_every == 0 and done < steps_per_epoch:
-                if log is not None:
-                    log.add_steps(_step_rows(step_buf, epoch, global_step))
-                step_buf = []
-                snapshot = {
-                    "counts": counts.tolist(), "sums": {k: float(v) for k, v in sums.items()}, "n_ok": float(n_ok),
-                }
-                last_ckpt = checkpoint(epoch, done, snapshot) or last_ckpt
-        # ---- end of epoch: reduce statistics, validate, log, then checkpoint
-        keys = sorted(sums)
-        packed = torch.stack([sums[k] for k in keys] + [n_ok, counts.sum()]) if keys else torch.stack([n_ok, counts.sum()])
+
+def _open_tensorboard(run: _Run, folder: str | os.PathLike[str] | None) -> Any:
+    """The TensorBoard writer on rank 0; every rank checks the package first, before any training."""
+    if folder is None:
+        return None
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ImportError('--tensorboard needs the tensorboard package: pip install "advcorrupt[tensorboard]"')
+    if not run.d.main:
+        return None
+    from .integrations.tensorboard import TensorBoardWriter
+
+    return TensorBoardWriter(folder)
+
+
+def _save_checkpoint(run: _Run, pos: _Position, epoch: int, batch: int, partial: dict[str, Any]) -> None:
+    """Gather every rank's generator state; rank 0 writes the checkpoint and records it in ``pos``."""
+    gens: list[Any] = [run.generator.get_state()]
+    if run.d.world > 1:
+        gens = [None] * run.d.world
+        dist.all_gather_object(gens, run.generator.get_state())
+    if not run.d.main:
+        return
+    state = {
+        "config": run.config.to_dict(),
+        "model": _unwrap(run.ddp_model).state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else {},
+        "trainer": run.trainer.state_dict(),
+        "generators": gens,
+        "world_size": run.d.world,
+        "normalize": {"mean": run.preprocess.mean, "std": run.preprocess.std},
+        "rng": capture_rng_state(),
+        "epoch": epoch,
+        "batch": batch,
+        "global_step": pos.global_step,
+        "policy_history": pos.history,
+        "partial_epoch": partial,
+        "time": time.time(),
+    }
+    pos.last_ckpt = save_checkpoint(state, run.out / f"ckpt_{pos.global_step:08d}.pt", keep_last=run.config.keep_last)
+
+
+class _EpochStats:
+    """Running sums of one epoch, kept on the device (no sync per step); restored mid-epoch on resume."""
+
+    def __init__(self, num_actions: int, device: torch.device, partial: Mapping[str, Any]) -> None:
+        self.counts = torch.tensor(partial.get("counts", [0.0] * num_actions), device=device)
+        self.sums = {k: torch.tensor(v, device=device) for k, v in partial.get("sums", {}).items()}
+        self.n_ok = torch.tensor(float(partial.get("n_ok", 0.0)), device=device)  # steps not skipped
+        self.steps: list[Tensor] = []  # per-step losses not yet written to steps.jsonl
+        self.t0 = time.perf_counter()
+
+    def add(self, stats: Mapping[str, Tensor], actions: Tensor | None) -> None:
+        if actions is not None and actions.numel():
+            self.counts += torch.bincount(actions, minlength=self.counts.numel()).to(self.counts.dtype)
+        ok = stats["skipped"].float() < 0.5
+        self.n_ok += ok.float()
+        for k, v in stats.items():  # skipped steps (non-finite) stay out of the epoch means
+            if k != "skipped":
+                self.sums[k] = self.sums.get(k, torch.zeros_like(self.n_ok)) + torch.where(ok, v.float(), 0.0)
+        losses = [stats["loss"], stats["loss_clean"], stats["loss_corrupted"], stats["skipped"]]
+        self.steps.append(torch.stack(losses).float())
+
+    def flush_steps(self, log: _Log | None, epoch: int, global_step: int) -> None:
+        if log is not None:
+            log.add_steps(_step_rows(self.steps, epoch, global_step))
+        self.steps = []
+
+    def snapshot(self) -> dict[str, Any]:
+        sums = {k: float(v) for k, v in self.sums.items()}
+        return {"counts": self.counts.tolist(), "sums": sums, "n_ok": float(self.n_ok)}
+
+    def reduce(self, d: _Dist) -> tuple[dict[str, float], float, list[float]]:
+        """Means over every rank's non-skipped steps, the number of those steps, the action shares."""
+        keys = sorted(self.sums)
+        packed = torch.stack([self.sums[k] for k in keys] + [self.n_ok, self.counts.sum()])
         if d.world > 1:
             dist.all_reduce(packed)
-            dist.all_reduce(counts)
-        good = float(packed[-2])  # steps summed over ranks that were not skipped
+            dist.all_reduce(self.counts)
+        good = float(packed[-2])
         means = {k: (float(v) / good if good > 0 else float("nan")) for k, v in zip(keys, packed[:-2])}
-        dist_row = (counts / counts.sum().clamp_min(1)).tolist()
-        history.append(dist_row)
-        row: dict[str, Any] = {
-            "epoch": epoch, "step": global_step, "lr": scheduler.get_last_lr()[0],
-            "time_s": round(time.perf_counter() - t0, 3), **{f"train_{k}": v for k, v in means.items()},
-            "skipped_epoch": int(round(steps_per_epoch * d.world - good)),
-            "skipped_total": trainer.num_skipped,
-        }
-        if d.main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            val = evaluate(_unwrap(ddp_model), test_ds, preprocess=preprocess.to(device), device=device)
-            row.update({f"val_{k}": v for k, v in val.items()})
-            row["collapsed"] = collapsed = is_collapsed(val)
-            if collapsed:
-                collapsed_epochs.append(epoch + 1)
-                _warn_collapse(epoch + 1, val, out)
-        if log is not None:
-            log.add_steps(_step_rows(step_buf, epoch, global_step))
-            row["actions"] = {lab: round(p, 5) for lab, p in zip(labels, dist_row)}
-            log.add(row)
-            _write_policy_history(out, labels, history)
-            if progress:
-                shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_iou", "val_niou", "val_pd", "val_fa")}
-                print(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
-        last_ckpt = checkpoint(epoch + 1, 0, {}) or last_ckpt
-        if d.world > 1:
-            dist.barrier()
+        return means, good, (self.counts / self.counts.sum().clamp_min(1)).tolist()
 
-    failed = bool(val) and is_collapsed(val)
+
+def _train_epoch(run: _Run, pos: _Position, epoch: int, log: _Log | None, *, progress: bool) -> _EpochStats:
+    """Train ``epoch`` from batch ``pos.batch``; checkpoint inside it every ``checkpoint_every`` steps."""
+    config, trainer = run.config, run.trainer
+    run.sampler.set_epoch(epoch)
+    first = pos.batch
+    batches = _batches(run.sampler, config.batch_size, config.steps_per_epoch)[first:]
+    loader = DataLoader(
+        _SeededItems(run.train_ds, config.seed, epoch), batch_sampler=batches, num_workers=config.num_workers,
+        pin_memory=run.device.type == "cuda",
+    )
+    trainer.model.train()
+    stats = _EpochStats(run.action_space.size, run.device, pos.partial)
+    pos.partial = {}
+    bar = _progress(loader, enabled=progress and run.d.main, desc=f"epoch {epoch + 1}/{config.epochs}")
+    for i, (images, masks) in enumerate(bar):
+        step = trainer.step(images.to(run.device, non_blocking=True), masks.to(run.device, non_blocking=True))
+        _scheduler_step(run.scheduler, skipped=bool(trainer.consecutive_skips))
+        pos.global_step += 1
+        stats.add(step, trainer.last_actions)
+        if trainer.consecutive_skips >= config.max_consecutive_skips:
+            stats.flush_steps(log, epoch, pos.global_step)
+            raise TrainingStopped(_stopped_message(trainer, pos))
+        done = first + i + 1
+        if config.checkpoint_every and pos.global_step % config.checkpoint_every == 0 and done < run.steps_per_epoch:
+            stats.flush_steps(log, epoch, pos.global_step)
+            _save_checkpoint(run, pos, epoch, done, stats.snapshot())
+    return stats
+
+
+def _scheduler_step(scheduler: Any, *, skipped: bool) -> None:
+    if skipped:  # the schedule follows global_step, skipped steps included
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            scheduler.step()
+    else:
+        scheduler.step()
+
+
+def _stopped_message(trainer: Any, pos: _Position) -> str:
+    return (
+        f"training stopped at step {pos.global_step}: {trainer.consecutive_skips} consecutive steps had a "
+        f"non-finite loss or gradient ({trainer.num_skipped} skipped in total; the detector and policy "
+        f"were not updated on them). Lower --lr, use --amp none or bf16 instead of fp16, or check the "
+        f"data; raise --max-consecutive-skips to tolerate more. Last good checkpoint: {pos.last_ckpt}"
+    )
+
+
+def _finish_epoch(
+    run: _Run, pos: _Position, epoch: int, stats: _EpochStats, log: _Log | None, tb: Any, *, progress: bool
+) -> None:
+    """End of an epoch: reduce statistics over ranks, validate (rank 0), log, then checkpoint."""
+    config = run.config
+    means, good, shares = stats.reduce(run.d)
+    pos.history.append(shares)
+    row: dict[str, Any] = {
+        "epoch": epoch, "step": pos.global_step, "lr": run.scheduler.get_last_lr()[0],
+        "time_s": round(time.perf_counter() - stats.t0, 3), **{f"train_{k}": v for k, v in means.items()},
+        "skipped_epoch": int(round(run.steps_per_epoch * run.d.world - good)),
+        "skipped_total": run.trainer.num_skipped,
+    }
+    if run.d.main and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        row.update(_validate(run, pos, epoch))
+    if log is not None:
+        stats.flush_steps(log, epoch, pos.global_step)
+        labels = run.action_space.labels()
+        row["actions"] = {lab: round(p, 5) for lab, p in zip(labels, shares)}
+        log.add(row)
+        _write_policy_history(run.out, labels, pos.history)
+        if tb is not None:
+            tb.add_epoch(epoch + 1, row, labels, shares)
+        if progress:
+            print(_epoch_line(epoch, config.epochs, row), flush=True)
+    pos.epoch, pos.batch = epoch + 1, 0
+    _save_checkpoint(run, pos, epoch + 1, 0, {})
+    if run.d.world > 1:
+        dist.barrier()
+
+
+def _validate(run: _Run, pos: _Position, epoch: int) -> dict[str, Any]:
+    """Validation metrics as ``val_*`` log entries; a collapsed detector is warned about and recorded."""
+    from .benchmark import evaluate
+
+    val = evaluate(_unwrap(run.ddp_model), run.test_ds, preprocess=run.preprocess.to(run.device), device=run.device)
+    pos.val = val
+    collapsed = is_collapsed(val)
+    if collapsed:
+        pos.collapsed_epochs.append(epoch + 1)
+        _warn_collapse(epoch + 1, val, run.out)
+    return {**{f"val_{k}": v for k, v in val.items()}, "collapsed": collapsed}
+
+
+def _epoch_line(epoch: int, epochs: int, row: Mapping[str, Any]) -> str:
+    """The one line per epoch: ``epoch 3/10 train_loss=0.41 val_iou=0.62 ... time_s=12.3``."""
+    keys = ("train_loss", "val_iou", "val_niou", "val_pd", "val_fa", "time_s")
+    return f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={round(row[k], 4)}" for k in keys if k in row)
+
+
+def _tensorboard_heatmap(run: _Run, tb: Any, *, progress: bool) -> None:
+    """After the last epoch: the final model's IoU per corruption x severity as a TensorBoard image."""
+    from .benchmark import evaluate_robustness
+
+    report = evaluate_robustness(
+        _unwrap(run.ddp_model), run.test_ds, corruptions=list(run.action_space.corruptions),
+        severities=list(run.action_space.severities), seed=run.config.seed,
+        preprocess=run.preprocess.to(run.device), device=run.device, progress=progress,
+        model_name=f"{run.config.model} ({run.config.strategy})",
+    )
+    tb.add_heatmap(report.plot_heatmap(tb.log_dir / "robustness_iou.png"), run.config.epochs)
+
+
+def _summary(run: _Run, pos: _Position) -> dict[str, Any]:
+    failed = bool(pos.val) and is_collapsed(pos.val)
     return {
-        "out_dir": str(out),
-        "epochs": config.epochs,
-        "steps": global_step,
-        "skipped": trainer.num_skipped,
-        "val": val,
-        "checkpoint": str(last_ckpt) if last_ckpt else None,
+        "out_dir": str(run.out),
+        "epochs": run.config.epochs,
+        "steps": pos.global_step,
+        "skipped": run.trainer.num_skipped,
+        "val": pos.val,
+        "checkpoint": str(pos.last_ckpt) if pos.last_ckpt else None,
         "failed": failed,
-        "failure": _collapse_message(config.epochs, val) if failed else None,
-        "collapsed_epochs": collapsed_epochs,
+        "failure": _collapse_message(run.config.epochs, pos.val) if failed else None,
+        "collapsed_epochs": pos.collapsed_epochs,
     }
 
 
@@ -904,7 +1055,7 @@ def _collapse_message(epoch: int, val: Mapping[str, float]) -> str:
 
 def _warn_collapse(epoch: int, val: Mapping[str, float], out: Path) -> None:
     msg = f"{out}: " + _collapse_message(epoch, val)
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    warnings.warn(msg, RuntimeWarning, stacklevel=5)  # fit's caller (fit > _finish_epoch > _validate > here)
     print(f"WARNING: {msg}", file=sys.stderr, flush=True)
 
 

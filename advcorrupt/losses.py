@@ -9,6 +9,7 @@ the BasicIRSTD / DNANet code base. ``reduction="none"`` gives the per-sample los
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["SoftIoULoss"]
@@ -29,9 +30,15 @@ class SoftIoULoss(nn.Module):
     and softens the gradient on samples whose target covers only a few pixels. It is computed in
     float32 whatever the autocast dtype of the logits.
 
+    With ``bce_weight=w > 0`` each sample's loss also gets ``w`` times its mean binary
+    cross-entropy. Soft IoU alone has a dead end: once every logit is far below zero (the
+    all-background collapse seen on NUAA-SIRST), ``sigmoid'`` is ~0 and no gradient reaches the
+    target pixels; the cross-entropy's gradient ``p - y`` on a target pixel stays ~ -1 there.
+
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses, shape (B,)).
         smooth: the smooth term ``s``; must be >= 0.
+        bce_weight: weight of the per-sample mean binary cross-entropy term (0: Soft IoU only).
 
     Shape:
         logits: (B, C, H, W) raw model outputs. target: (B, C, H, W) (or broadcastable) in {0, 1}.
@@ -48,14 +55,17 @@ class SoftIoULoss(nn.Module):
         torch.Size([2])
     """
 
-    def __init__(self, reduction: str = "mean", *, smooth: float = 1.0) -> None:
+    def __init__(self, reduction: str = "mean", *, smooth: float = 1.0, bce_weight: float = 0.0) -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}; got {reduction!r}")
         if not smooth >= 0:
             raise ValueError(f"smooth must be >= 0; got {smooth}")
+        if isinstance(bce_weight, bool) or not isinstance(bce_weight, (int, float)) or not bce_weight >= 0:
+            raise ValueError(f"bce_weight must be a number >= 0; got {bce_weight!r}")
         self.reduction = reduction
         self.smooth = float(smooth)
+        self.bce_weight = float(bce_weight)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if not isinstance(logits, Tensor) or logits.ndim < 2:
@@ -69,6 +79,9 @@ class SoftIoULoss(nn.Module):
         inter = (p * y).sum(dims)
         union = p.sum(dims) + y.sum(dims) - inter
         loss = 1.0 - (inter + self.smooth) / (union + self.smooth)
+        if self.bce_weight > 0:
+            bce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
+            loss = loss + self.bce_weight * bce.mean(dims)
         if self.reduction == "mean":
             return loss.mean()
         if self.reduction == "sum":
@@ -76,4 +89,4 @@ class SoftIoULoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, smooth={self.smooth}"
+        return f"reduction={self.reduction!r}, smooth={self.smooth}, bce_weight={self.bce_weight}"

@@ -322,3 +322,23 @@ def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: Act
     assert mass[:, TOY.index("adv_up")].min() >= 1.5 / K and mass.min() >= 0.5 / K - 1e-6
     with pytest.raises(ValueError, match="severity must be 'learned' or 'uniform'"):
         Adversary("x", severity="hardest")
+
+
+# ----------------------------------------------------------------------------- the loss's dead end
+def test_bce_term_keeps_a_gradient_on_targets_of_a_collapsed_detector() -> None:
+    from advcorrupt.losses import SoftIoULoss
+
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, 6:9, 6:9] = 1
+    logits = torch.full((2, 1, 16, 16), -19.0, requires_grad=True)  # all-background, saturated
+    SoftIoULoss("none")(logits, mask).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().max() < 1e-6  # Soft IoU alone: no way out
+    logits.grad = None
+    loss = SoftIoULoss("none", bce_weight=1.0)(logits, mask)
+    loss.sum().backward()
+    assert logits.grad is not None and (logits.grad[mask > 0] < -1e-3).all()  # pushes target logits up
+    plain = SoftIoULoss("none")(logits.detach(), mask)
+    bce = nn.functional.binary_cross_entropy_with_logits(logits.detach(), mask, reduction="none").mean((1, 2, 3))
+    assert torch.allclose(loss.detach(), plain + bce)
+    with pytest.raises(ValueError, match="bce_weight must be a number >= 0"):
+        SoftIoULoss(bce_weight=-1.0)
