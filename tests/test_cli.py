@@ -177,3 +177,25 @@ def test_progress_is_one_line_per_setting_when_stderr_is_not_a_terminal(capsys: 
     lines = err.splitlines()
     assert [line.split(":")[0] for line in lines] == ["clean", "contrast@1", "contrast@2", "brightness@1", "brightness@2"]
     assert lines[-1].startswith("brightness@2: 15/15 img")
+
+
+def test_train_writes_tensorboard_events_and_one_line_per_epoch_when_piped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tensorboard")
+    from test_integrations import read_events
+
+    args = [a for a in train_args(tmp_path / "run", "--epochs", "2", "--tensorboard", str(tmp_path / "tb")) if a != "--no-progress"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err, "no progress-bar frames when the output is not a terminal"
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"] and all("val_iou=" in x for x in epoch_lines)
+    ev = read_events(tmp_path / "tb")
+    scalars = set(ev.Tags()["scalars"])
+    assert {"lr", "train/loss", "train/loss_clean", "train/loss_corrupted", "train/policy_entropy",
+            "val/iou", "val/niou", "val/pd", "val/fa", "policy_share/gaussian_noise", "policy_share/brightness"} <= scalars
+    assert [e.step for e in ev.Scalars("val/iou")] == [1, 2]
+    shares = [ev.Scalars(f"policy_share/{n}")[-1].value for n in ("gaussian_noise", "brightness")]
+    assert abs(sum(shares) - 1.0) < 1e-6
+    assert ev.Tags()["images"] == ["robustness/iou"] and (tmp_path / "tb" / "robustness_iou.png").stat().st_size > 0

@@ -177,11 +177,6 @@ def test_accelerate_example_runs_on_cpu() -> None:
     assert result["trainer"].strategy.reinforce.num_updates == 3
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["ddp"]:
-        _ddp_worker(Path(sys.argv[2]))
-
-
 def read_events(log_dir: Path) -> Any:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -211,3 +206,8 @@ def test_tensorboard_writer_records_epochs_shares_and_the_heatmap(tmp_path: Path
     assert tags["histograms"] == ["policy/actions"] and tags["images"] == ["robustness/iou"]
     image = ev.Images("robustness/iou")[0]
     assert (image.width, image.height) == (12, 8)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["ddp"]:
+        _ddp_worker(Path(sys.argv[2]))
