@@ -73,7 +73,11 @@ def _open_image(path: str | Path) -> Image.Image:
         if path.stat().st_size == 0:
             raise BadFileError(path, "the file is empty (0 bytes)")
         img = Image.open(path)
-        img.load()
+        try:
+            img.load()
+        except BaseException:
+            img.close()
+            raise
         return img
     except BadFileError:
         raise
