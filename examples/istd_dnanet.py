@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import multiprocessing as mp
 import statistics
 import sys
@@ -89,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default="runs/istd", help="<strategy>/seed<k>/ per run, plus results.md/json")
     p.add_argument("--resume", action="store_true", help="resume interrupted runs; reuse finished runs and reports")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: tabulate the finished runs of the grid and list the missing ones")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -140,8 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or (1 if args.jobs > 1 else None)
     job = dict(severities=BENCH_SEVERITIES[profile], bench_seed=args.bench_seed, resume=args.resume,
                progress=not args.no_progress and args.jobs == 1, threads=threads)
-    results = run_grid(runs, job, jobs=args.jobs)
+    if args.report_only:
+        results, missing = finished_runs(runs)
+    else:
+        results, missing = run_grid(runs, job, jobs=args.jobs), []
     tables = results_tables(results, strategies)
+    if missing:
+        tables += "\n\nNot finished yet: " + ", ".join(f"{c.strategy} seed {c.seed}" for c in missing)
     print("\n" + tables, flush=True)
     (out / "results.md").write_text(tables + "\n")
     for strategy in strategies:
@@ -160,6 +166,20 @@ def run_grid(runs: list[TrainConfig], job: dict[str, Any], *, jobs: int) -> list
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(run_one, config, **job, log=True) for config in runs]
         return [f.result() for f in futures]
+
+
+def finished_runs(runs: list[TrainConfig]) -> tuple[list[dict[str, Any]], list[TrainConfig]]:
+    """The runs whose training and evaluation are both saved, and the configurations still missing."""
+    done, missing = [], []
+    for config in runs:
+        folder = Path(config.out_dir)
+        if (folder / "done.json").is_file() and (folder / "bench" / "robustness.json").is_file():
+            summary = json.loads((folder / "done.json").read_text())
+            done.append({"strategy": config.strategy, "seed": config.seed, "failed": bool(summary.get("failed")),
+                         "train": summary, "report": RobustnessReport.from_json(folder / "bench" / "robustness.json")})
+        else:
+            missing.append(config)
+    return done, missing
 
 
 def run_one(config: TrainConfig, *, severities: tuple[int, ...], bench_seed: int, resume: bool, progress: bool,
@@ -295,10 +315,10 @@ def paired_table(results: list[dict[str, Any]], strategies: list[str], *, refere
             continue
         for metric in ("mean corrupted IoU", "clean IoU"):
             diffs = [100 * (by[(st, s)][metric] - by[(reference, s)][metric]) for s in seeds]
-            sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+            sd = f"{statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "n/a"
             per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(seeds, diffs))
             wins = sum(d > 0 for d in diffs)
-            lines.append(f"| {st} | {metric} | {per_seed} | {statistics.fmean(diffs):+.2f} +- {sd:.2f} | "
+            lines.append(f"| {st} | {metric} | {per_seed} | {statistics.fmean(diffs):+.2f} +- {sd} | "
                          f"{wins}/{len(diffs)} |")
     return "\n".join(lines) if len(lines) > 3 else ""
 
