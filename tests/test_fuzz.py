@@ -250,6 +250,9 @@ def test_sfim_refuses_junk_with_a_documented_error(x: Any) -> None:
 MODELS = {
     "acm": create_model("acm", channels=(4, 8, 8, 8), layers=(1, 1, 1)).eval(),
     "dnanet": create_model("dnanet", filters=(4, 8, 8, 8, 8), num_blocks=(1, 1, 1, 1), deep_supervision=False).eval(),
+    "alcnet": create_model("alcnet", channels=(4, 8, 8, 8), layers=(1, 1, 1)).eval(),
+    "rdian": create_model("rdian", width=4).eval(),
+    "isnet": create_model("isnet", channels=(4, 8, 8, 8), layers=(1, 1, 1), edge_channels=4).eval(),
 }
 
 
