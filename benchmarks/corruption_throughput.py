@@ -123,6 +123,46 @@ def kornia_ops(severity: int, batch: int, device: torch.device) -> dict[str, Cal
     }
 
 
+_VIEWS = {"view", "unsqueeze", "squeeze", "select", "slice", "permute", "expand", "_unsafe_view", "t", "transpose",
+          "reshape", "alias", "detach", "as_strided", "unbind", "split"}
+
+
+def count_ops(x: torch.Tensor, actions: torch.Tensor, groupings: list[str]) -> None:
+    """Print the ATen ops (views excluded; a proxy for kernel launches) of one mixed batch per
+    grouping, with the accelerator code paths forced on (no timing: any machine will do)."""
+    import collections
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from advcorrupt.corruptions.functional import _emulate_accelerator
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n: collections.Counter[str] = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = func.overloadpacket.__name__
+            if name not in _VIEWS:
+                self.n[name] += 1
+            return func(*args, **(kwargs or {}))
+
+    try:
+        from advcorrupt._checks import set_value_checks
+    except ImportError:  # pragma: no cover - older versions have no value checks
+        def set_value_checks(enabled: bool) -> None:
+            return None
+    set_value_checks(False)
+    with _emulate_accelerator():
+        for grouping in groupings:
+            space = ActionSpace(grouping=grouping)
+            space.apply(x, actions)  # builds the cached tables
+            with Count() as c:
+                space.apply(x, actions)
+            print(f"mixed 10x3 {grouping:<10} {sum(c.n.values()):5d} ops (views excluded)")
+    set_value_checks(True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -136,6 +176,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bfloat16 images for advcorrupt (and kornia)")
     ap.add_argument("--channels-last", action="store_true", help="channels-last images for advcorrupt")
     ap.add_argument("--groupings", default="subset,masked,fused", help="mixed-batch groupings to time")
+    ap.add_argument("--count-ops", action="store_true",
+                    help="only count the ops of a mixed batch per sync-free grouping (CPU, no timing)")
     args = ap.parse_args()
 
     import cv2
@@ -156,6 +198,10 @@ def main() -> None:
     images = [img[0].numpy().copy() for img in x_cpu]  # (H, W) float32 for albumentations
     gen = torch.Generator(device=device).manual_seed(0)
     kw = {"repeats": args.repeats, "warmup": args.warmup, "sync": sync}
+    if args.count_ops:
+        actions = torch.randint(0, 30, (args.batch,), generator=g)
+        count_ops(x_cpu, actions, [gr for gr in args.groupings.split(",") if gr.strip() in ("masked", "fused")])
+        return
 
     try:
         albu: dict[str, object] | None = albumentations_transforms(args.severity)

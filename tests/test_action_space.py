@@ -159,10 +159,10 @@ def test_fused_grouping_replays_and_draws_each_noise_at_its_strength() -> None:
     torch.testing.assert_close(a[6:], corrupt(x[6:], "contrast", torch.tensor([1, 3])))
 
 
-def test_fused_grouping_runs_user_corruptions_and_lone_family_members_masked() -> None:
-    names = ["gaussian_blur", "brightness", "shot_noise"]  # no family has two members here
+def test_fused_grouping_runs_digital_corruptions_and_a_lone_noise_masked() -> None:
+    names = ["gaussian_blur", "brightness", "shot_noise"]  # a lone noise gains nothing from its family
     fused, subset = ActionSpace(names, grouping="fused"), ActionSpace(names, grouping="subset")
-    assert fused._families == []
+    assert [(f.members[0], ks) for f, ks in fused._families] == [("defocus_blur", [0])]
     x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     actions = torch.tensor([0, 1, 2, 3, 4, 5])
     torch.testing.assert_close(fused.apply(x, actions), subset.apply(x, actions), atol=2e-5, rtol=0)
@@ -172,4 +172,19 @@ def test_grouping_auto_is_fused_off_cpu() -> None:
     space = ActionSpace()
     assert space._resolve_grouping(torch.device("cpu")) == "subset"
     assert space._resolve_grouping(torch.device("cuda")) == "fused"
-    assert [f.members[0] for f, _ in space._families] == ["gaussian_noise", "defocus_blur"]
+    assert [f.members[0] for f, _ in space._families] == ["gaussian_noise", "defocus_blur", "pixelate"]
+
+
+def test_fused_motion_blur_draws_the_angles_motion_blur_draws() -> None:
+    space = ActionSpace(["defocus_blur", "motion_blur"], severities=(1, 3, 5), grouping="fused")
+    x = torch.rand(6, 1, 48, 40, generator=torch.Generator().manual_seed(0))
+    actions = torch.tensor([3, 0, 4, 5, 1, 3])  # motion at levels 1, 3, 5
+    out = space.apply(x, actions, generator=torch.Generator().manual_seed(9))
+    _, sev = space.decode(actions)
+    p = get("motion_blur").params_for(sev)
+    from advcorrupt.corruptions import functional as Fc
+
+    ref = Fc.motion_blur(x, p[:, 0], p[:, 1], generator=torch.Generator().manual_seed(9))
+    motion = torch.tensor([True, False, True, True, False, True])
+    torch.testing.assert_close(out[motion], ref[motion], atol=2e-5, rtol=0)
+    torch.testing.assert_close(out[~motion], corrupt(x[~motion], "defocus_blur", sev[~motion]), atol=2e-5, rtol=0)

@@ -5,8 +5,10 @@ implementation of ImageNet-C; the kernels live in :mod:`advcorrupt.corruptions.f
 Registration order is the public order of :func:`advcorrupt.corruptions.available`.
 
 ``FAMILIES`` groups built-ins that one fixed-shape kernel can apply together to a batch where each
-sample has its own corruption (:func:`~advcorrupt.corruptions.functional.noise_mix`,
-:func:`~advcorrupt.corruptions.functional.blur_mix`); ``ActionSpace(grouping="fused")`` uses them.
+sample has its own corruption (the noises as :func:`~advcorrupt.corruptions.functional.noise_mix`,
+the blurs as one FFT correlation like :func:`~advcorrupt.corruptions.functional.blur_mix`), with
+per-level tables (kernels, pixelate's index maps) built once and gathered per sample;
+``ActionSpace(grouping="fused")`` uses them.
 """
 
 from __future__ import annotations
@@ -125,10 +127,12 @@ class Family:
             sample's member index (any other value: leave the sample as it is), ``severity`` (B,)
             its 1-based level, ``present`` the members that some sample may draw and
             ``severities`` the levels that may occur (they size the kernels statically).
+        min_members: members that must be in an action space for the family kernel to pay off.
     """
 
     members: tuple[str, ...]
     fn: FamilyFn
+    min_members: int = 2
 
 
 def _levels_max(name: str, severities: Sequence[int], col: int = 0) -> float:
@@ -147,29 +151,77 @@ def _noise_family(
     )
 
 
+# Per-level tables the family kernels gather from, built once per (space, size, device): they
+# depend only on the level, and building them per batch would cost dozens of small launches.
+_BANKS: dict[tuple[object, ...], tuple[Tensor, ...]] = {}
+
+
+def _level_params(name: str, severities: Sequence[int], device: torch.device) -> Tensor:
+    """(5, P) float32: the level table, rows of levels outside ``severities`` zeroed (never used)."""
+    rows = [lv if i + 1 in severities else (0.0,) * len(lv) for i, lv in enumerate(LEVELS[name][2])]
+    return torch.tensor(rows, dtype=torch.float32, device=device)
+
+
+def _blur_bank(present: Sequence[str], severities: Sequence[int], size: int, device: torch.device) -> tuple[Tensor, ...]:
+    """(15, size, size) kernels, row ``member * 5 + level - 1`` (motion rows zero), and (5, size)
+    motion tap weights."""
+    key = ("blur", tuple(present), tuple(severities), size, device)
+    bank = _BANKS.get(key)
+    if bank is None:
+        kernels = torch.zeros(15, size, size, device=device)
+        wts = torch.zeros(5, size, device=device)
+        levels = [s - 1 for s in severities]
+        if "defocus_blur" in present:
+            p = _level_params("defocus_blur", severities, device)[levels]
+            kernels[levels] = Fc.defocus_kernel(p[:, 0], p[:, 1], size=size)
+        if "gaussian_blur" in present:
+            p = _level_params("gaussian_blur", severities, device)[levels]
+            kernels[[10 + i for i in levels]] = Fc.gaussian_blur_kernel(p[:, 0], size=size)
+        if "motion_blur" in present:
+            p = _level_params("motion_blur", severities, device)[levels]
+            wts[levels] = Fc._motion_weights(p[:, 0], p[:, 1], size)
+        bank = _BANKS[key] = (kernels, wts)
+    return bank
+
+
 def _blur_family(
     x: Tensor, which: Tensor, severity: Tensor, present: Sequence[str], severities: Sequence[int],
     generator: torch.Generator | None,
 ) -> Tensor:
-    defocus = motion = sigma = None
     reach = 0
     if "defocus_blur" in present:
-        pd = get("defocus_blur").params_for(severity)
-        defocus = (pd[:, 0], pd[:, 1])
         reach = max(reach, int(max(8.0, math.ceil(_levels_max("defocus_blur", severities)))))
     if "motion_blur" in present:
-        pm = get("motion_blur").params_for(severity)
-        motion = (pm[:, 0], pm[:, 1])
         reach = max(reach, 2 * int(math.ceil(_levels_max("motion_blur", severities))))
     if "gaussian_blur" in present:
-        sigma = get("gaussian_blur").params_for(severity)
         reach = max(reach, int(4.0 * _levels_max("gaussian_blur", severities) + 0.5))
-    return Fc.blur_mix(
-        x, which, defocus=defocus, motion=motion, gaussian_sigma=sigma, pad=reach, generator=generator
-    )
+    size = 2 * reach + 1
+    kernels, wts = _blur_bank(present, severities, size, x.device)
+    level = severity.long() - 1
+    kernel = kernels[which.clamp(min=0) * 5 + level]  # samples of other families: discarded later
+    if "motion_blur" in present:
+        ang = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=torch.float32) * 90.0 - 45.0
+        kernel = torch.where((which == 1).view(-1, 1, 1), Fc._motion_scatter(wts[level], ang, size), kernel)
+    reflect = which == 0 if "defocus_blur" in present else None
+    return Fc._correlate_per_sample(x, kernel, reflect=reflect)
+
+
+def _pixelate_family(
+    x: Tensor, which: Tensor, severity: Tensor, present: Sequence[str], severities: Sequence[int],
+    generator: torch.Generator | None,
+) -> Tensor:
+    h, w = x.shape[-2:]
+    key = ("pixelate", tuple(severities), (h, w), x.device)
+    plan = _BANKS.get(key)
+    if plan is None:
+        factors = _level_params("pixelate", severities, x.device)[:, 0].clamp(min=1e-6)
+        plan = _BANKS[key] = Fc._pixelate_plan(factors, (h, w), max_factor=min(1.0, _levels_max("pixelate", severities)))
+    level = severity.long() - 1
+    return Fc._pixelate_planned(x, [t[level] for t in plan])
 
 
 FAMILIES: tuple[Family, ...] = (
     Family(("gaussian_noise", "shot_noise", "impulse_noise"), _noise_family),
-    Family(("defocus_blur", "motion_blur", "gaussian_blur"), _blur_family),
+    Family(("defocus_blur", "motion_blur", "gaussian_blur"), _blur_family, min_members=1),
+    Family(("pixelate",), _pixelate_family, min_members=1),
 )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -460,20 +460,30 @@ def motion_blur_kernel(radius: Tensor, sigma: Tensor, angle: Tensor, *, size: in
         torch.Size([1, 41, 41])
     """
     r = radius.float().round()
-    b, dev = r.shape[0], r.device
     if size is None:
         size = 4 * int(_bmax(r, None)) + 1
-    c = (size - 1) // 2
-    n_taps = min(2 * c + 1, size)  # enough taps for the largest radius in the stack
-    i = torch.arange(n_taps, device=dev, dtype=torch.float32)  # (T,)
+    return _motion_scatter(_motion_weights(r, sigma, size), angle, size)
+
+
+def _motion_weights(radius: Tensor, sigma: Tensor, n_taps: int) -> Tensor:
+    """Normalised one-sided Gaussian tap weights, zero beyond tap ``2 radius``: (B, n_taps)."""
+    i = torch.arange(n_taps, device=radius.device, dtype=torch.float32)  # (T,)
+    r = radius.float().round()
     wts = torch.exp(-(i**2)[None, :] / (2 * sigma.float()[:, None] ** 2)) * (i[None, :] <= 2 * r[:, None])
-    wts = wts / wts.sum(1, keepdim=True)
+    return wts / wts.sum(1, keepdim=True)
+
+
+def _motion_scatter(wts: Tensor, angle: Tensor, size: int) -> Tensor:
+    """Scatter tap weights (B, T) along each sample's direction onto a centred (B, size, size) grid."""
+    b, n_taps = wts.shape
+    c = (size - 1) // 2
+    i = torch.arange(n_taps, device=wts.device, dtype=torch.float32)
     rad = torch.deg2rad(angle.float())[:, None]
     # float64 on the host-side of the formula is not needed: offsets are rounded to integers.
     oy = torch.ceil(i[None, :] * torch.sin(rad) - 0.5).long().clamp(-c, c)
     ox = torch.ceil(i[None, :] * torch.cos(rad) - 0.5).long().clamp(-c, c)
     flat = (oy + c) * size + (ox + c)  # (B, T)
-    k = torch.zeros(b, size * size, device=dev, dtype=torch.float32)
+    k = torch.zeros(b, size * size, device=wts.device, dtype=torch.float32)
     k.scatter_add_(1, flat, wts)
     return k.view(b, size, size)
 
@@ -642,7 +652,6 @@ def blur_mix(
     if not isinstance(which, Tensor) or which.shape != x.shape[:1]:
         got = tuple(which.shape) if isinstance(which, Tensor) else type(which).__name__
         raise ValueError(f"which must be a (B,) = ({x.shape[0]},) tensor; got {got}")
-    xf = _work(x)
     kind = which.to(x.device)
     if pad is None:
         pad = _blur_reach(x, defocus, motion, gaussian_sigma)
@@ -659,9 +668,20 @@ def blur_mix(
         kernel = torch.where(sel == 1, k, kernel)
     if gaussian_sigma is not None:
         kernel = torch.where(sel == 2, gaussian_blur_kernel(_param(gaussian_sigma, x, "sigma"), size=size), kernel)
+    return _correlate_per_sample(x, kernel, reflect=kind == 0 if defocus is not None else None)
+
+
+def _correlate_per_sample(x: Tensor, kernel: Tensor, *, reflect: Tensor | None) -> Tensor:
+    """Correlate each sample with its centred kernel (B, 2p + 1, 2p + 1) by one batched FFT.
+
+    Borders are replicated, or reflected (reflect-101) for the samples where ``reflect`` (B,) is
+    true. Output: x's shape and dtype, clamped to [0, 1].
+    """
+    xf = _work(x)
+    pad = (kernel.shape[-1] - 1) // 2
     xp = F.pad(xf, (pad, pad, pad, pad), mode="replicate") if pad else xf
-    if defocus is not None and pad:
-        xp = torch.where(kind.view(-1, 1, 1, 1) == 0, _pad(xf, pad, "reflect"), xp)
+    if reflect is not None and pad:
+        xp = torch.where(reflect.view(-1, 1, 1, 1), _pad(xf, pad, "reflect"), xp)
     h, w = x.shape[-2:]
     return _finish(_fft_correlate(xp, kernel, (h, w)), x)
 
@@ -744,19 +764,24 @@ def contrast(x: Tensor, factor: Tensor | float) -> Tensor:
     return _finish(torch.lerp(mean, xf, f) if xf.dtype != torch.float64 else (xf - mean) * f + mean, x)
 
 
-def _box_down_last(x: Tensor, m: Tensor, out: int) -> Tensor:
-    """PIL ``BOX`` downscale of the last dim from ``n`` to a per-sample ``m`` (padded to ``out``).
+def _box_bounds(n: int, m: Tensor, out: int) -> tuple[Tensor, Tensor]:
+    """Footprints of PIL ``BOX`` downscaling from ``n`` to a per-sample ``m`` (padded to ``out``).
 
     PIL's BOX filter averages the input pixels whose centres fall in output pixel ``j``'s
     footprint ``(j s - 1/2, (j + 1) s - 1/2]``, ``s = n / m``; integer arithmetic reproduces
-    those bounds exactly and a cumulative sum gives the footprint sums. Columns ``j >= m`` are
-    filler.
+    those bounds exactly. Returns the first and last input index, (B, out) each; columns
+    ``j >= m`` are filler.
     """
-    n = x.shape[-1]
     m = m[:, None]
-    j = torch.minimum(torch.arange(out, device=x.device)[None, :], m - 1)
+    j = torch.minimum(torch.arange(out, device=m.device)[None, :], m - 1)
     lo = torch.clamp((2 * j * n - m).div(2 * m, rounding_mode="floor") + 1, min=0)
     hi = torch.clamp((2 * (j + 1) * n - m).div(2 * m, rounding_mode="floor"), max=n - 1)
+    return lo, hi
+
+
+def _box_sum_last(x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """Mean of ``x[..., lo:hi + 1]`` along the last dim per output column, from a cumulative sum."""
+    n, out = x.shape[-1], lo.shape[-1]
     cs = x.new_zeros(*x.shape[:-1], n + 1)
     torch.cumsum(x, -1, out=cs[..., 1:])
     shape = (*x.shape[:-1], out)
@@ -792,19 +817,48 @@ def pixelate(x: Tensor, factor: Tensor | float, *, max_factor: float | None = No
         torch.Size([2, 1, 9, 7])
     """
     _check_x(x)
-    xf = x.float() if x.dtype != torch.float64 else x
-    b, c, h, w = x.shape
     f = _param(factor, x, "factor")
-    micro = torch.round(f * 1_000_000).long()  # exact integer form of int(size * factor)
+    fmax = min(1.0, _bmax(f, max_factor))
+    return _pixelate_planned(x, _pixelate_plan(f, x.shape[-2:], max_factor=fmax))
+
+
+def _pixelate_plan(factor: Tensor, hw: Sequence[int], *, max_factor: float) -> tuple[Tensor, ...]:
+    """The index tables of :func:`pixelate` for images of size ``hw``, one row per factor.
+
+    They depend only on the factor and the image size, so a caller that pixelates many batches
+    at a few factors can build them once and gather each sample's row.
+
+    Args:
+        factor: downscale factors (K,).
+        hw: image height and width.
+        max_factor: a bound on ``factor`` that sizes the low-resolution stack.
+
+    Returns:
+        ``(lo_w, hi_w, lo_h, hi_h, up)``: box footprints along W (K, ow) and H (K, oh), and the
+        flat low-resolution index of every output pixel (K, H * W); ``ow - 1``, ``oh - 1`` are
+        ``int(max_factor * size)``.
+    """
+    h, w = int(hw[0]), int(hw[1])
+    micro = torch.round(factor.float() * 1_000_000).long()  # exact integer form of int(size * factor)
     mh = torch.clamp((micro * h) // 1_000_000, 1, h)
     mw = torch.clamp((micro * w) // 1_000_000, 1, w)
-    fmax = min(1.0, _bmax(f, max_factor))
-    oh, ow = max(1, min(h, int(fmax * h) + 1)), max(1, min(w, int(fmax * w) + 1))
-    small = _box_down_last(xf, mw, ow)  # (B, C, H, ow)
-    small = _box_down_last(small.transpose(2, 3).contiguous(), mh, oh)  # (B, C, ow, oh)
+    oh, ow = max(1, min(h, int(max_factor * h) + 1)), max(1, min(w, int(max_factor * w) + 1))
+    lo_w, hi_w = _box_bounds(w, mw, ow)
+    lo_h, hi_h = _box_bounds(h, mh, oh)
+    up = _box_up_index(w, mw)[:, None, :] * oh + _box_up_index(h, mh)[:, :, None]  # (K, H, W)
+    return lo_w, hi_w, lo_h, hi_h, up.reshape(-1, h * w)
+
+
+def _pixelate_planned(x: Tensor, plan: Sequence[Tensor]) -> Tensor:
+    """Pixelate with per-sample index tables (each (B, ...), rows of :func:`_pixelate_plan`)."""
+    lo_w, hi_w, lo_h, hi_h, up = plan
+    xf = x.float() if x.dtype != torch.float64 else x
+    b, c, h, w = x.shape
+    oh, ow = lo_h.shape[-1], lo_w.shape[-1]
+    small = _box_sum_last(xf, lo_w, hi_w)  # (B, C, H, ow)
+    small = _box_sum_last(small.transpose(2, 3).contiguous(), lo_h, hi_h)  # (B, C, ow, oh)
     # Upscale both axes with one gather from the flattened low-resolution image.
-    flat = _box_up_index(w, mw)[:, None, :] * oh + _box_up_index(h, mh)[:, :, None]  # (B, H, W)
-    out = torch.gather(small.reshape(b, c, ow * oh), 2, flat.view(b, 1, h * w).expand(b, c, h * w))
+    out = torch.gather(small.reshape(b, c, ow * oh), 2, up.view(b, 1, h * w).expand(b, c, h * w))
     return _finish(out.view(b, c, h, w), x)
 
 

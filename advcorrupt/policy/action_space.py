@@ -226,14 +226,14 @@ class ActionSpace:
         return self._apply_masked(x, kind, severity, generator, rest, out=out) if rest else out
 
     def _plan_families(self) -> list[tuple[_builtins.Family, list[int]]]:
-        """Families with at least two built-in members in this space, and those members' indices."""
+        """Families with enough built-in members in this space, and those members' indices."""
         plan = []
         for family in _builtins.FAMILIES:
             ks = [
                 k for k, spec in enumerate(self.specs)
                 if spec.name in family.members and _builtins.is_builtin_spec(spec)
             ]
-            if len(ks) >= 2:  # a lone member gains nothing from the family kernel
+            if len(ks) >= family.min_members:
                 plan.append((family, ks))
         return plan
 
