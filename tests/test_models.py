@@ -24,7 +24,7 @@ def _library_models() -> list[str]:
 # Published parameter counts (one input channel), as listed by BALISTD (Tables 2, 5-6) and the
 # BasicIRSTD benchmark: DNANet 4.697M (Li et al., TIP 2023), ACM 0.398M (Dai et al., WACV 2021),
 # ALCNet 0.427M (Dai et al., TGRS 2021), RDIAN 0.217M (Sun et al., TGRS 2023), ISNet 0.966M
-# (Zhang et al., CVPR 2022). The SFIM variants have no published count: they only have to
+# (Zhang et al., CVPR 2022), ISTDU-Net 2.752M (Hou et al., GRSL 2022). The SFIM variants have no published count: they only have to
 # exceed their base model (SFIM_BASE).
 PUBLISHED_PARAMS: dict[str, float | None] = {
     "dnanet": 4.697e6,
@@ -33,14 +33,23 @@ PUBLISHED_PARAMS: dict[str, float | None] = {
     "alcnet": 0.427e6,
     "rdian": 0.217e6,
     "isnet": 0.966e6,
+    "istdunet": 2.752e6,
     "sfim_acm": None,
     "sfim_alcnet": None,
     "sfim_rdian": None,
     "sfim_isnet": None,
+    "sfim_istdunet": None,
 }
-SFIM_BASE = {"sfim_dnanet": "dnanet", "sfim_acm": "acm", "sfim_alcnet": "alcnet", "sfim_rdian": "rdian", "sfim_isnet": "isnet"}
+SFIM_BASE = {
+    "sfim_dnanet": "dnanet",
+    "sfim_acm": "acm",
+    "sfim_alcnet": "alcnet",
+    "sfim_rdian": "rdian",
+    "sfim_isnet": "isnet",
+    "sfim_istdunet": "istdunet",
+}
 # Logit maps a model returns in training mode (deep supervision, ISNet's edge head).
-TRAIN_HEADS = {"dnanet": 4, "sfim_dnanet": 4, "acm": 1, "alcnet": 1, "rdian": 1, "isnet": 2}
+TRAIN_HEADS = {"dnanet": 4, "sfim_dnanet": 4, "acm": 1, "alcnet": 1, "rdian": 1, "isnet": 2, "istdunet": 1}
 TRAIN_HEADS.update({name: TRAIN_HEADS[base] for name, base in SFIM_BASE.items()})
 # Narrow versions with the same wiring, to keep training-mode tests fast on a CPU.
 TINY: dict[str, dict[str, object]] = {
@@ -50,6 +59,7 @@ TINY: dict[str, dict[str, object]] = {
     "alcnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
     "rdian": {"width": 4},
     "isnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1), "edge_channels": 4},
+    "istdunet": {"width": 8, "blocks": (1, 1, 1, 1)},
 }
 TINY.update({name: TINY[base] for name, base in SFIM_BASE.items() if name not in TINY})
 # One-channel convolutions with a bias that are not logit layers (ISNet's side outputs and gates).
@@ -293,12 +303,13 @@ def test_bad_in_channels_raise_naming_the_argument_and_the_value(name: str, bad:
         create_model(name, in_channels=bad)
 
 
-@pytest.mark.parametrize("name", ["alcnet", "isnet", "rdian", "sfim_isnet"])
+@pytest.mark.parametrize("name", ["alcnet", "isnet", "rdian", "istdunet", "sfim_isnet"])
 def test_bad_widths_raise_naming_the_argument(name: str) -> None:
-    arg, bad = ("width", 2.5) if name.endswith("rdian") else ("channels", (8, 16.0, 32, 64))
+    by_width = name.endswith(("rdian", "istdunet"))
+    arg, bad = ("width", 2.5) if by_width else ("channels", (8, 16.0, 32, 64))
     with pytest.raises(ValueError, match=rf"{arg}"):
         create_model(name, **{arg: bad})
-    if not name.endswith("rdian"):
+    if not by_width:
         with pytest.raises(ValueError, match=r"layers must be a sequence of 3 integers"):
             create_model(name, layers=(4, 4))
 
@@ -306,7 +317,7 @@ def test_bad_widths_raise_naming_the_argument(name: str) -> None:
 def test_unknown_model_name_lists_the_new_models_too() -> None:
     with pytest.raises(KeyError) as err:
         create_model("alc_net")
-    assert all(n in str(err.value) for n in ("alcnet", "rdian", "isnet", "acm", "dnanet"))
+    assert all(n in str(err.value) for n in ("alcnet", "rdian", "isnet", "istdunet", "acm", "dnanet"))
 
 
 def test_rdian_direction_attention_is_the_product_of_opposite_differences() -> None:
@@ -342,3 +353,16 @@ def test_models_refuse_non_finite_and_integer_images_naming_the_problem(name: st
         model(x)
     with pytest.raises(TypeError, match="float"):
         model(torch.zeros(1, 1, 16, 16, dtype=torch.uint8))
+
+
+def test_istdunet_width_must_fit_its_grouped_split_attention() -> None:
+    with pytest.raises(ValueError, match=r"width must be a multiple of 8 \(4 groups x radix 2\); got 12"):
+        create_model("istdunet", width=12)
+
+
+def test_istdunet_external_attention_memories_start_tied() -> None:
+    from advcorrupt.models.istdunet import ExternalAttention
+
+    att = ExternalAttention(8, memory=4)
+    assert torch.equal(att.mv.weight, att.mk.weight.permute(1, 0, 2))
+    assert att.mv.weight.data_ptr() != att.mk.weight.data_ptr()  # tied values, separate parameters

@@ -247,6 +247,7 @@ _ZOO_TINY: dict[str, dict[str, object]] = {
     "alcnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
     "rdian": {"width": 4},
     "isnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1), "edge_channels": 4},
+    "istdunet": {"width": 8, "blocks": (1, 1, 1, 1)},
 }
 
 
@@ -282,7 +283,7 @@ def test_insert_sfim_without_arguments_on_every_zoo_model_keeps_outputs_and_trai
 def test_sfim_variants_are_registered_and_start_as_their_base_model() -> None:
     from advcorrupt.models import create_model
 
-    for base in ("acm", "alcnet", "rdian", "isnet"):
+    for base in ("acm", "alcnet", "rdian", "isnet", "istdunet"):
         torch.manual_seed(0)
         plain = create_model(base, **_ZOO_TINY[base]).eval()
         torch.manual_seed(0)

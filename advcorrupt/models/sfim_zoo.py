@@ -1,4 +1,5 @@
-""""X + SFIM" for the zoo's detectors: ``sfim_acm``, ``sfim_alcnet``, ``sfim_rdian``, ``sfim_isnet``.
+""""X + SFIM" for the zoo's detectors: ``sfim_acm``, ``sfim_alcnet``, ``sfim_rdian``, ``sfim_isnet``,
+``sfim_istdunet``.
 
 Each factory builds the base detector and calls :func:`advcorrupt.layers.insert_sfim` with its
 default insertion points (see :func:`advcorrupt.layers.default_sfim_targets`), so a training
@@ -15,7 +16,7 @@ from torch import nn
 from ..layers.insert import insert_sfim
 from ._registry import create_model, register_model
 
-__all__ = ["sfim_acm", "sfim_alcnet", "sfim_isnet", "sfim_rdian"]
+__all__ = ["sfim_acm", "sfim_alcnet", "sfim_isnet", "sfim_istdunet", "sfim_rdian"]
 
 
 def _with_sfim(base: str, kwargs: dict[str, object]) -> nn.Module:
@@ -64,3 +65,14 @@ def sfim_isnet(**kwargs: object) -> nn.Module:
         torch.Size([1, 1, 32, 32])
     """
     return _with_sfim("isnet", kwargs)
+
+
+@register_model
+def sfim_istdunet(**kwargs: object) -> nn.Module:
+    """ISTDU-Net with an SFIM after ``layer2`` and the two finest decoder steps (``up2``, ``up3``).
+
+    Example:
+        >>> sfim_istdunet(in_channels=1).eval()(torch.rand(1, 1, 32, 32)).shape
+        torch.Size([1, 1, 32, 32])
+    """
+    return _with_sfim("istdunet", kwargs)
