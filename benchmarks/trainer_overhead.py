@@ -108,6 +108,8 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
         def step() -> None:
             trainer.step(x, y)
 
+    if args.count_ops:
+        return {"ops": _count_step_ops(step, args.warmup)}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rss0 = _rss_kib()
     if device.type == "cuda":
@@ -129,6 +131,33 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
     return {"time_s": statistics.median(times), "peak_mib": peak_mib}
 
 
+def _count_step_ops(step: Any, warmup: int) -> int:
+    """ATen ops of one step (views excluded; a proxy for kernel launches), accelerator paths forced on."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from advcorrupt._checks import set_value_checks
+    from advcorrupt.corruptions.functional import _emulate_accelerator
+
+    views = {"view", "unsqueeze", "squeeze", "select", "slice", "permute", "expand", "_unsafe_view", "t",
+             "transpose", "reshape", "alias", "detach", "as_strided", "unbind", "split"}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func.overloadpacket.__name__ not in views:
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    set_value_checks(False)
+    with _emulate_accelerator():
+        for _ in range(max(1, warmup)):
+            step()
+        with Count() as c:
+            step()
+    return c.n
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
@@ -143,6 +172,8 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-skip-check", action="store_true", help="trainer: skip_non_finite=False")
     p.add_argument("--no-graphs", action="store_true", help="trainer: cuda_graphs=False (eager corruption)")
+    p.add_argument("--count-ops", action="store_true",
+                   help="count the ATen ops of one step per variant instead of timing (any machine; use a small --size)")
     p.add_argument("--mode", choices=["plain", "trainer"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.mode:
@@ -154,6 +185,10 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
     pl, tr = results["plain"], results["trainer"]
+    if args.count_ops:
+        print(f"ATen ops per step (views excluded, accelerator code paths): plain {pl['ops']}, "
+              f"trainer {tr['ops']}, adversary adds {tr['ops'] - pl['ops']}")
+        return
     mem = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS delta"
     name = f"Unet({args.encoder})" if args.model == "unet" else args.model
     print(f"{name} {args.size}x{args.size}, B={args.batch} (2B={2 * args.batch} per forward), "
