@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -96,13 +97,17 @@ def _message(e: BaseException) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
+_DISK_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``advcorrupt train``.
 
     Returns:
         0 on success; 2 for a configuration or checkpoint error (raised before any training
         step); 3 when training stopped after too many consecutive non-finite steps; 4 when a
-        checkpoint could not be written (disk full, read-only folder; the previous one is intact).
+        checkpoint or log could not be written (disk full, read-only folder; the last checkpoint
+        is intact).
     """
     from .checkpoint import CheckpointWriteError
     from .engine import TrainingStopped, fit
@@ -121,6 +126,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:  # configuration / checkpoint errors, before training
         print(f"advcorrupt train: error: {_message(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a log or plot write on a full disk / read-only folder: as for a checkpoint
+        if e.errno not in _DISK_FULL_OR_READ_ONLY:
+            raise
+        from .checkpoint import list_checkpoints
+
+        last = list_checkpoints(args.out_dir)[-1:]
+        kept = f"the last checkpoint {last[0]} is intact" if last else "no checkpoint was written yet"
+        print(f"advcorrupt train: error: could not write {e.filename or 'a file'}: {e.strerror}; {kept}. Free "
+              f"space or fix the permissions, then rerun with --resume", file=sys.stderr)
+        return 4
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
         if summary.get("failed"):

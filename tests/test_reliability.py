@@ -254,6 +254,31 @@ def test_train_exits_4_with_a_message_when_a_checkpoint_cannot_be_written(
     assert "Traceback" not in err and list_checkpoints(tmp_path) == []
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_train_exits_4_when_the_disk_fills_while_writing_the_step_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    from advcorrupt.cli import main
+
+    real_open = Path.open
+    appends = {"n": 0}
+
+    def full_steps_log(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self.name == "steps.jsonl" and mode == "a":
+            appends["n"] += 1
+            if appends["n"] >= 2:  # step 1 and its checkpoint land; the log append of step 2 fails
+                return open("/dev/full", "a")  # noqa: SIM115  (the kernel answers ENOSPC on flush)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_steps_log)
+    assert main(cli_args(tmp_path, **{"--checkpoint-every": 1, "--steps-per-epoch": 3})) == 4
+    err = capsys.readouterr().err
+    assert "advcorrupt train: error: could not write" in err and "No space left on device" in err
+    assert "the last checkpoint" in err and "ckpt_00000001.pt is intact" in err and "Traceback" not in err
+    monkeypatch.undo()
+    assert load_checkpoint(list_checkpoints(tmp_path)[-1])["global_step"] == 1, "the last checkpoint is intact"
+
+
 # ------------------------------------------------------------------------------- determinism
 def _final_weights(out: Path) -> dict[str, Any]:
     state = load_checkpoint(list_checkpoints(out)[-1])
