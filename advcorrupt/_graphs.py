@@ -125,7 +125,8 @@ class GraphedCall:
             graph = torch.cuda.CUDAGraph()
             for g in self.generators:
                 graph.register_generator_state(g)
-            with torch.cuda.graph(graph), torch.no_grad():
+            # thread_local: a DataLoader's pin-memory thread may allocate pinned memory meanwhile.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"), torch.no_grad():
                 static_out = self.fn(*static_in)
             if not isinstance(static_out, Tensor):
                 raise TypeError(f"{self.name} must return one tensor; got {type(static_out).__name__}")
