@@ -7,8 +7,8 @@ FLOPs / 2, the unit BasicIRSTD's thop-based table calls "FLOPs"), the inference 
 deep-supervision outputs in the loss) of:
 
 * ``dnanet`` (baseline) vs ``sfim_dnanet`` (BALISTD's detector),
-* ``acm``, ``alcnet``, ``rdian``, ``isnet`` (the other detectors of BALISTD's Table 2), each vs its
-  ``sfim_*`` variant (``insert_sfim`` at the model's default points),
+* ``acm``, ``alcnet``, ``rdian``, ``isnet`` (the other detectors of BALISTD's Table 2) and
+  ``istdunet``, each vs its ``sfim_*`` variant (``insert_sfim`` at the model's default points),
 * ``smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=1)`` (baseline) vs the same
   Unet after ``advcorrupt.insert_sfim`` (encoder stages and decoder blocks).
 
@@ -56,7 +56,7 @@ def _zoo(name: str) -> Callable[[], nn.Module]:
 MODELS: list[tuple[str, Callable[[], nn.Module], str]] = [
     ("dnanet", _zoo("dnanet"), "dnanet"),
     ("sfim_dnanet", _zoo("sfim_dnanet"), "dnanet"),
-    *((name, _zoo(name), base) for base in ("acm", "alcnet", "rdian", "isnet") for name in (base, f"sfim_{base}")),
+    *((name, _zoo(name), base) for base in ("acm", "alcnet", "rdian", "isnet", "istdunet") for name in (base, f"sfim_{base}")),
     ("smp_unet_r18", lambda: _smp_unet(False), "smp_unet_r18"),
     ("smp_unet_r18+sfim", lambda: _smp_unet(True), "smp_unet_r18"),
 ]
@@ -67,6 +67,7 @@ PUBLISHED: dict[str, tuple[float, float]] = {
     "alcnet": (0.426961, 0.377914),
     "dnanet": (4.696568, 14.261259),
     "isnet": (0.965746, 30.618075),
+    "istdunet": (2.751873, 7.944334),
     "rdian": (0.216558, 3.718349),
 }
 

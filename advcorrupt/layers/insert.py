@@ -54,15 +54,15 @@ class SFIMAfter(nn.Module):
 # Default insertion points of the advcorrupt model zoo, by class name: after every encoder stage
 # past the stem and every decoder stage (ACM, ISNet), after the stages and both fusions (ALCNet),
 # after the stride-2 trunk conv and the multi-receptive-field fusion (RDIAN), after every node of
-# DNANet's encoder column, after ISTDU-Net's 128-channel stage and its two finest decoder steps
-# (its 256- and 512-channel levels would cost 1.2M and 4.7M parameters per SFIM).
+# DNANet's encoder column, after each of ISTDU-Net's three decoder steps (its encoder stages are
+# wide at high resolution: an SFIM after layer2 alone would cost 4.8 GMAC at 256x256).
 _ZOO_TARGETS: dict[str, tuple[str, ...]] = {
     "ACM": ("layer1", "layer2", "layer3", "uplayer2", "uplayer1"),
     "ALCNet": ("layer1", "layer2", "layer3", "fuse23", "fuse12"),
     "ISNet": ("layer1", "layer2", "layer3", "uplayer2", "uplayer1"),
     "RDIAN": ("conv2", "conv_cat"),
     "DNANet": ("conv0_0", "conv1_0", "conv2_0", "conv3_0", "conv4_0"),
-    "ISTDUNet": ("layer2", "up2", "up3"),
+    "ISTDUNet": ("up1", "up2", "up3"),
 }
 
 
@@ -84,7 +84,7 @@ def default_sfim_targets(model: nn.Module) -> list[str]:
       decoder stages (``uplayer2``, ``uplayer1``); ALCNet after ``layer1``-``layer3`` and its two
       fusions (``fuse23``, ``fuse12``); RDIAN after ``conv2`` (stride-2 trunk) and ``conv_cat``
       (multi-receptive-field fusion); DNANet (and SFIM-DNANet) after the encoder nodes
-      ``conv0_0``-``conv4_0``; ISTDU-Net after ``layer2``, ``up2`` and ``up3``.
+      ``conv0_0``-``conv4_0``; ISTDU-Net after its decoder steps ``up1``, ``up2``, ``up3``.
     * timm models (they expose ``feature_info``): every feature stage with stride >= 4, i.e. the
       stages after the stem (``layer1`` ... ``layer4`` of a ResNet), classifier or
       ``features_only``.

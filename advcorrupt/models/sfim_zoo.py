@@ -69,7 +69,7 @@ def sfim_isnet(**kwargs: object) -> nn.Module:
 
 @register_model
 def sfim_istdunet(**kwargs: object) -> nn.Module:
-    """ISTDU-Net with an SFIM after ``layer2`` and the two finest decoder steps (``up2``, ``up3``).
+    """ISTDU-Net with an SFIM after each decoder step (``up1``, ``up2``, ``up3``).
 
     Example:
         >>> sfim_istdunet(in_channels=1).eval()(torch.rand(1, 1, 32, 32)).shape
