@@ -13,12 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from advcorrupt.corruptions import _registry
 from advcorrupt.engine import TrainConfig, WarmupCosine, fit, is_collapsed
 from advcorrupt.policy import ActionSpace, make_strategy
 from advcorrupt.policy.adversaries import DEFAULT_ADVERSARY, Adversary, get_adversary, list_adversaries
 from advcorrupt.policy.heads import FlatHead, HierarchicalHead
 from advcorrupt.trainer import AdversarialCorruptionTrainer
+
+from _toy import corruption_mass, scenes, toy_corruptions, toy_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,41 +30,8 @@ K = len(TOY)
 @pytest.fixture()
 def toy_space() -> Iterator[ActionSpace]:
     """Shift up, shift down and two identities; on bright images only shifting up hurts."""
-    levels = (0.2, 0.25)
-    _registry.register("adv_up", severities=levels)(lambda x, p, g=None: x + p.view(-1, 1, 1, 1).to(x.dtype))
-    _registry.register("adv_down", severities=levels)(lambda x, p, g=None: x - p.view(-1, 1, 1, 1).to(x.dtype))
-    _registry.register("adv_same_a", severities=levels)(lambda x, p, g=None: x.clone())
-    _registry.register("adv_same_b", severities=levels)(lambda x, p, g=None: x.clone())
-    yield ActionSpace(list(TOY), severities=(1, 2))
-    for name in TOY:
-        _registry._REGISTRY.pop(name, None)
-
-
-def _scenes(bright: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    n = bright.shape[0]
-    bg = torch.where(bright, 0.35, 0.05).view(-1, 1, 1, 1)
-    x = bg + 0.03 * torch.rand(n, 1, 32, 32, generator=g)
-    m = torch.zeros(n, 1, 32, 32)
-    m[:, :, 12:20, 12:20] = 1
-    return torch.where(m > 0, bg + 0.5, x).clamp(0, 1), m
-
-
-def _frozen_trainer(space: ActionSpace, strategy: str, seed: int = 0) -> tuple[AdversarialCorruptionTrainer, torch.Generator]:
-    det = nn.Conv2d(1, 1, 1)  # logit = 20 (x - 0.5), never trained (lr 0)
-    with torch.no_grad():
-        det.weight.fill_(20.0)
-        det.bias.fill_(-10.0)
-    g = torch.Generator().manual_seed(seed)
-    trainer = AdversarialCorruptionTrainer(
-        det, torch.optim.SGD(det.parameters(), lr=0.0), action_space=space, strategy=strategy, generator=g,
-        policy_lr=1e-2, policy_kwargs={"input_size": 32},
-    )
-    return trainer, g
-
-
-def _corruption_mass(trainer: AdversarialCorruptionTrainer, x: torch.Tensor) -> torch.Tensor:
-    s = trainer.action_space
-    return trainer.policy_probabilities(x).view(-1, s.num_corruptions, s.num_severities).sum(-1)
+    with toy_corruptions(TOY) as space:
+        yield space
 
 
 # ----------------------------------------------------------------------------- heads
@@ -147,8 +115,8 @@ def test_rewards_are_the_corrupted_loss_or_the_damage() -> None:
 
 
 def test_two_line_integration_passes_the_clean_losses(toy_space: ActionSpace) -> None:
-    trainer, g = _frozen_trainer(toy_space, "banded")
-    x, m = _scenes(torch.ones(8, dtype=torch.bool), g)
+    trainer, g = toy_trainer(toy_space, "banded")
+    x, m = scenes(torch.ones(8, dtype=torch.bool), g)
     x_hat = trainer.corrupt(x)
     loss = nn.functional.mse_loss(torch.sigmoid(trainer.model(torch.cat([x, x_hat]))), torch.cat([m, m]),
                                   reduction="none").mean((1, 2, 3))
@@ -162,26 +130,26 @@ def test_two_line_integration_passes_the_clean_losses(toy_space: ActionSpace) ->
 def test_default_adversary_finds_the_weakness_and_starves_no_corruption(toy_space: ActionSpace) -> None:
     """Against a frozen detector that only one of K corruptions hurts: (a) its probability rises to
     >= 1.5/K; (b) every corruption keeps >= 0.5/K on every image at every step."""
-    trainer, g = _frozen_trainer(toy_space, "learned")
+    trainer, g = toy_trainer(toy_space, "learned")
     bright = torch.ones(16, dtype=torch.bool)
     for _ in range(150):
-        x, m = _scenes(bright, g)
-        assert _corruption_mass(trainer, x).min() >= 0.5 / K - 1e-6
+        x, m = scenes(bright, g)
+        assert corruption_mass(trainer, x).min() >= 0.5 / K - 1e-6
         trainer.step(x, m)
-    x, _ = _scenes(bright, g)
-    mass = _corruption_mass(trainer, x)
+    x, _ = scenes(bright, g)
+    mass = corruption_mass(trainer, x)
     assert mass[:, TOY.index("adv_up")].min() >= 1.5 / K, mass.mean(0)
     assert mass.min() >= 0.5 / K - 1e-6
 
 
 def test_default_adversary_still_chooses_per_image(toy_space: ActionSpace) -> None:
     """Bright images are hurt by shifting up, dark ones by shifting down."""
-    trainer, g = _frozen_trainer(toy_space, "learned", seed=1)
+    trainer, g = toy_trainer(toy_space, "learned", seed=1)
     bright = torch.arange(16) % 2 == 0
     for _ in range(220):
-        trainer.step(*_scenes(bright, g))
-    x, _ = _scenes(bright, g)
-    mass = _corruption_mass(trainer, x)
+        trainer.step(*scenes(bright, g))
+    x, _ = scenes(bright, g)
+    mass = corruption_mass(trainer, x)
     assert mass[bright, TOY.index("adv_up")].mean() >= 1.5 / K, mass[bright].mean(0)
     assert mass[~bright, TOY.index("adv_down")].mean() >= 1.5 / K, mass[~bright].mean(0)
     assert mass.min() >= 0.5 / K - 1e-6
@@ -189,11 +157,11 @@ def test_default_adversary_still_chooses_per_image(toy_space: ActionSpace) -> No
 
 def test_paper_adversary_starves_the_harmless_corruptions(toy_space: ActionSpace) -> None:
     """The contrast that motivates the band: the paper's flat policy leaves the others at its floor."""
-    trainer, g = _frozen_trainer(toy_space, "paper")
+    trainer, g = toy_trainer(toy_space, "paper")
     bright = torch.ones(16, dtype=torch.bool)
     for _ in range(150):
-        trainer.step(*_scenes(bright, g))
-    mass = _corruption_mass(trainer, _scenes(bright, g)[0]).mean(0)
+        trainer.step(*scenes(bright, g))
+    mass = corruption_mass(trainer, scenes(bright, g)[0]).mean(0)
     assert mass[TOY.index("adv_up")] > 0.5 and mass.min() < 0.5 / K
 
 
@@ -310,12 +278,12 @@ def test_paired_table_reports_per_seed_differences() -> None:
 
 
 def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: ActionSpace) -> None:
-    trainer, g = _frozen_trainer(toy_space, "tilt")
+    trainer, g = toy_trainer(toy_space, "tilt")
     bright = torch.ones(16, dtype=torch.bool)
     for _ in range(150):
-        trainer.step(*_scenes(bright, g))
+        trainer.step(*scenes(bright, g))
     assert trainer.policy.num_actions == K  # type: ignore[union-attr]  # K corruption logits only
-    x, _ = _scenes(bright, g)
+    x, _ = scenes(bright, g)
     probs = trainer.policy_probabilities(x).view(-1, K, 2)
     assert torch.allclose(probs[..., 0], probs[..., 1])  # severity uniform given the corruption
     mass = probs.sum(-1)

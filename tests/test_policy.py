@@ -21,7 +21,7 @@ from advcorrupt.policy import (
     make_strategy,
     sample_categorical,
 )
-from advcorrupt.trainer import AdversarialCorruptionTrainer
+from _toy import corruption_mass, scenes, toy_corruptions, toy_trainer
 
 TOY = ("toy_up", "toy_down", "toy_same_a", "toy_same_b")
 
@@ -32,49 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def toy_space() -> Iterator[ActionSpace]:
     """Four toy corruptions: shift up, shift down, and two that change nothing (removed afterwards)."""
-    levels = (0.2, 0.25)
-    _registry.register("toy_up", severities=levels)(lambda x, p, g=None: x + p.view(-1, 1, 1, 1).to(x.dtype))
-    _registry.register("toy_down", severities=levels)(lambda x, p, g=None: x - p.view(-1, 1, 1, 1).to(x.dtype))
-    _registry.register("toy_same_a", severities=levels)(lambda x, p, g=None: x.clone())
-    _registry.register("toy_same_b", severities=levels)(lambda x, p, g=None: x.clone())
-    yield ActionSpace(list(TOY), severities=(1, 2))
-    for name in TOY:
-        _registry._REGISTRY.pop(name, None)
-
-
-def _scenes(bright: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A square target 0.5 above a flat background: 0.35 for bright images, 0.05 for dark ones."""
-    n = bright.shape[0]
-    bg = torch.where(bright, 0.35, 0.05).view(-1, 1, 1, 1)
-    x = bg + 0.03 * torch.rand(n, 1, 32, 32, generator=g)
-    m = torch.zeros(n, 1, 32, 32)
-    m[:, :, 12:20, 12:20] = 1
-    return torch.where(m > 0, bg + 0.5, x).clamp(0, 1), m
-
-
-def _threshold_detector() -> nn.Module:
-    """Fixed detector: logit = 20 (x - 0.5). Shifting a bright background up creates false alarms;
-    shifting a dark image down hides its target; the identity corruptions change nothing."""
-    det = nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        det.weight.fill_(20.0)
-        det.bias.fill_(-10.0)
-    return det
-
-
-def _corruption_mass(trainer: AdversarialCorruptionTrainer, x: torch.Tensor) -> torch.Tensor:
-    s = trainer.action_space
-    return trainer.policy_probabilities(x).view(-1, s.num_corruptions, s.num_severities).sum(-1)
-
-
-def _toy_trainer(space: ActionSpace, strategy: str, seed: int = 0) -> tuple[AdversarialCorruptionTrainer, torch.Generator]:
-    det = _threshold_detector()
-    g = torch.Generator().manual_seed(seed)
-    trainer = AdversarialCorruptionTrainer(
-        det, torch.optim.SGD(det.parameters(), lr=0.0), action_space=space, strategy=strategy,
-        policy_lr=1e-2, generator=g, policy_kwargs={"input_size": 32},
-    )
-    return trainer, g
+    with toy_corruptions(TOY) as space:
+        yield space
 
 
 # ----------------------------------------------------------------------------- network
@@ -146,25 +105,25 @@ def test_reinforce_state_dict_round_trip_restores_policy_and_baseline() -> None:
 
 # ----------------------------------------------------------------------------- the claims
 def test_paper_policy_finds_the_harmful_corruption(toy_space: ActionSpace) -> None:
-    trainer, g = _toy_trainer(toy_space, "paper")
+    trainer, g = toy_trainer(toy_space, "paper")
     bright = torch.ones(16, dtype=torch.bool)
-    x0, _ = _scenes(bright, g)
-    assert torch.allclose(_corruption_mass(trainer, x0), torch.full((16, 4), 0.25))
+    x0, _ = scenes(bright, g)
+    assert torch.allclose(corruption_mass(trainer, x0), torch.full((16, 4), 0.25))
     for _ in range(150):
-        trainer.step(*_scenes(bright, g))
-    mass = _corruption_mass(trainer, x0).mean(0)
+        trainer.step(*scenes(bright, g))
+    mass = corruption_mass(trainer, x0).mean(0)
     assert mass[TOY.index("toy_up")] > 0.5, mass
 
 
 def test_random_strategy_stays_uniform(toy_space: ActionSpace) -> None:
-    trainer, g = _toy_trainer(toy_space, "random")
+    trainer, g = toy_trainer(toy_space, "random")
     bright = torch.ones(16, dtype=torch.bool)
     counts = torch.zeros(toy_space.size)
     for _ in range(40):
-        x, _ = _scenes(bright, g)
+        x, _ = scenes(bright, g)
         counts += torch.bincount(trainer.strategy.sample(x, generator=g).actions, minlength=toy_space.size)
         trainer.step(x, _)
-    x, _ = _scenes(bright, g)
+    x, _ = scenes(bright, g)
     assert torch.allclose(trainer.policy_probabilities(x), torch.full((16, toy_space.size), 1 / toy_space.size))
     freq = counts / counts.sum()
     assert (freq - 1 / toy_space.size).abs().max() < 0.05
@@ -172,12 +131,12 @@ def test_random_strategy_stays_uniform(toy_space: ActionSpace) -> None:
 
 def test_paper_policy_chooses_per_image(toy_space: ActionSpace) -> None:
     """Bright images are hurt by shifting up, dark ones by shifting down: the policy must tell them apart."""
-    trainer, g = _toy_trainer(toy_space, "paper", seed=1)
+    trainer, g = toy_trainer(toy_space, "paper", seed=1)
     bright = torch.arange(16) % 2 == 0
     for _ in range(220):
-        trainer.step(*_scenes(bright, g))
-    x, _ = _scenes(bright, g)
-    mass = _corruption_mass(trainer, x)
+        trainer.step(*scenes(bright, g))
+    x, _ = scenes(bright, g)
+    mass = corruption_mass(trainer, x)
     assert mass[bright, TOY.index("toy_up")].mean() > 0.5, mass[bright].mean(0)
     assert mass[~bright, TOY.index("toy_down")].mean() > 0.5, mass[~bright].mean(0)
 
