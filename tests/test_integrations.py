@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -127,9 +128,15 @@ def _free_port() -> int:
 def test_lightning_ddp_two_cpu_processes_keep_one_policy(tmp_path: Path) -> None:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "ddp", str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Own session: on a timeout the whole group goes, the rank Lightning started included.
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "ddp", str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
     result = json.loads((tmp_path / "ddp.json").read_text())
     assert result["world_size"] == 2
     assert result["num_updates"] == [2, 2]
