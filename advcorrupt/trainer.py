@@ -318,6 +318,29 @@ class AdversarialCorruptionTrainer:
         """
         b = self._check_images(images, build=False)
         masks = self._check_masks(masks, images)  # bad masks raise before a lazy policy is built
+        per_sample, loss, loss_clean, loss_corrupted = self._forward(images, masks)
+        grads, gnorm = self._backward(loss)
+        if self.skip_non_finite and not _host_reads_ok(loss.device):
+            ok_flag, policy_stats = self._update_on_device(b, per_sample, loss, grads, gnorm)
+            skipped = (~ok_flag).float()
+        else:
+            ok, policy_stats = self._update_on_host(b, per_sample, loss, grads, gnorm)
+            skipped = torch.full((), 0.0 if ok else 1.0, device=loss.device)
+        zero = torch.zeros((), device=loss.device)
+        reward = policy_stats.get("reward", loss_corrupted.detach() if self.strategy.corrupts else zero)
+        return {
+            "loss": loss.detach(),
+            "loss_clean": loss_clean.detach(),
+            "loss_corrupted": loss_corrupted.detach(),
+            "reward": reward,
+            "policy_entropy": policy_stats.get("policy_entropy", zero),
+            "baseline": policy_stats.get("baseline", zero),
+            "skipped": skipped,
+        }
+
+    def _forward(self, images: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Corrupt, one forward pass on clean + corrupted: per-sample losses (2B,) and Eq. 1's ``L``."""
+        b = images.shape[0]
         corrupted = self.corrupt(images)
         inputs = torch.cat([images, corrupted]) if self.strategy.corrupts else images
         targets = torch.cat([masks, masks]) if self.strategy.corrupts else masks
@@ -336,24 +359,28 @@ class AdversarialCorruptionTrainer:
         loss_clean = per_sample[:b].mean()
         if self.strategy.corrupts:
             loss_corrupted = per_sample[b:].mean()
-            loss = loss_clean + self.lam * loss_corrupted
-        else:
-            loss_corrupted = torch.zeros_like(loss_clean)
-            loss = loss_clean
+            return per_sample, loss_clean + self.lam * loss_corrupted, loss_clean, loss_corrupted
+        return per_sample, loss_clean, loss_clean, torch.zeros_like(loss_clean)
 
+    def _backward(self, loss: Tensor) -> tuple[list[Tensor], Tensor | None]:
+        """Gradients of ``loss`` (unscaled), clipped to ``max_grad_norm``; returns them and their norm if known."""
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        ok = True
         grads = [p.grad for p in self._opt_params if p.grad is not None]
         gnorm: Tensor | None = None
         if self.max_grad_norm is not None and grads:
             gnorm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self._opt_params if p.grad is not None], self.max_grad_norm
             )
-        if self.skip_non_finite and not _host_reads_ok(loss.device):
-            return self._update_on_device(b, per_sample, loss, loss_clean, loss_corrupted, grads, gnorm)
+        return grads, gnorm
+
+    def _update_on_host(
+        self, b: int, per_sample: Tensor, loss: Tensor, grads: list[Tensor], gnorm: Tensor | None
+    ) -> tuple[bool, dict[str, Tensor]]:
+        """Detector and policy updates, skipped if the loss or gradient is not finite (CPU: one read)."""
+        ok = True
         if self.skip_non_finite:
             if gnorm is None:
                 gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
@@ -370,7 +397,6 @@ class AdversarialCorruptionTrainer:
             self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.update()
-
         policy_stats: dict[str, Tensor] = {}
         if ok:
             policy_stats = self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())
@@ -383,34 +409,26 @@ class AdversarialCorruptionTrainer:
         else:
             self._pending = None
         self.num_steps += 1
+        self._count_host_skip(ok)
+        return ok, policy_stats
+
+    def _count_host_skip(self, ok: bool) -> None:
         if ok:
             self.consecutive_skips = 0
-        else:
-            self.num_skipped += 1
-            self.consecutive_skips += 1
-            warnings.warn(
-                f"non-finite loss or gradient at step {self.num_steps}: detector and policy updates "
-                f"skipped ({self.consecutive_skips} consecutive, {self.num_skipped} in total)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        zero = torch.zeros((), device=loss.device)
-        reward = policy_stats.get("reward", loss_corrupted.detach() if self.strategy.corrupts else zero)
-        return {
-            "loss": loss.detach(),
-            "loss_clean": loss_clean.detach(),
-            "loss_corrupted": loss_corrupted.detach(),
-            "reward": reward,
-            "policy_entropy": policy_stats.get("policy_entropy", zero),
-            "baseline": policy_stats.get("baseline", zero),
-            "skipped": torch.full((), 0.0 if ok else 1.0, device=loss.device),
-        }
+            return
+        self.num_skipped += 1
+        self.consecutive_skips += 1
+        warnings.warn(
+            f"non-finite loss or gradient at step {self.num_steps}: detector and policy updates "
+            f"skipped ({self.consecutive_skips} consecutive, {self.num_skipped} in total)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     # ------------------------------------------------------------------ the sync-free accelerator step
     def _update_on_device(
-        self, b: int, per_sample: Tensor, loss: Tensor, loss_clean: Tensor, loss_corrupted: Tensor,
-        grads: list[Tensor], gnorm: Tensor | None,
-    ) -> dict[str, Tensor]:
+        self, b: int, per_sample: Tensor, loss: Tensor, grads: list[Tensor], gnorm: Tensor | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Detector and policy updates, applied or skipped by a device-side finite flag (no sync).
 
         ``ok = isfinite(loss) & isfinite(gradient norm)`` never leaves the device. A fused
@@ -442,20 +460,9 @@ class AdversarialCorruptionTrainer:
                 g.masked_fill_(bad, 0.0)
             self.optimizer.step()
         policy_stats = self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), valid=ok)
-        skipped = (~ok).float()
-        self._count_skip(skipped)
+        self._count_skip((~ok).float())
         self.num_steps += 1
-        zero = torch.zeros((), device=dev)
-        reward = policy_stats.get("reward", loss_corrupted.detach() if self.strategy.corrupts else zero)
-        return {
-            "loss": loss.detach(),
-            "loss_clean": loss_clean.detach(),
-            "loss_corrupted": loss_corrupted.detach(),
-            "reward": reward,
-            "policy_entropy": policy_stats.get("policy_entropy", zero),
-            "baseline": policy_stats.get("baseline", zero),
-            "skipped": skipped,
-        }
+        return ok, policy_stats
 
     def _count_skip(self, skipped: Tensor) -> None:
         """Device counters since the last read: [skips, trailing run of skips, saw a finite step]."""
