@@ -318,7 +318,13 @@ class AdversarialCorruptionTrainer:
         """
         b = self._check_images(images, build=False)
         masks = self._check_masks(masks, images)  # bad masks raise before a lazy policy is built
-        per_sample, loss, loss_clean, loss_corrupted = self._forward(images, masks)
+        fresh = self._strategy is None
+        try:
+            per_sample, loss, loss_clean, loss_corrupted = self._forward(images, masks)
+        except Exception:
+            if fresh:  # e.g. the model refused the batch: forget the policy built from it
+                self._strategy, self._pending = None, None
+            raise
         grads, gnorm = self._backward(loss)
         if self.skip_non_finite and not _host_reads_ok(loss.device):
             ok_flag, policy_stats = self._update_on_device(b, per_sample, loss, grads, gnorm)
@@ -588,7 +594,9 @@ class AdversarialCorruptionTrainer:
                 f"masks must have shape (B, 1, H, W) = ({images.shape[0]}, 1, {images.shape[2]}, "
                 f"{images.shape[3]}) to match images; got {tuple(masks.shape)}"
             )
-        return masks if masks.is_floating_point() else masks.float()
+        masks = masks if masks.is_floating_point() else masks.float()
+        _check_binary(masks)
+        return masks
 
     def _model_channels_last(self) -> bool:
         for p in self.model.parameters():
@@ -619,6 +627,25 @@ class AdversarialCorruptionTrainer:
             total = per if total is None else total + per
         assert total is not None
         return total / len(heads)
+
+
+def _check_binary(masks: Tensor) -> None:
+    """Masks must be {0, 1}: a 0-255 or soft mask would silently give a wrong loss and reward."""
+    from ._checks import value_checks_enabled
+
+    if not value_checks_enabled() or masks.numel() == 0:
+        return
+    with torch.no_grad():
+        binary = ((masks == 0) | (masks == 1)).all()
+        if masks.device.type == "cpu":
+            if not bool(binary):
+                values = torch.unique(masks.detach())[:6].tolist()
+                raise ValueError(
+                    f"masks must be binary, 0 for background and 1 for target pixels; got values such as {values} "
+                    "(a 0-255 mask? divide by 255 and threshold)"
+                )
+        elif masks.device.type == "cuda":
+            torch._assert_async(binary, "masks must be binary (0 / 1)")
 
 
 def _is_learned(strategy: str) -> bool:

@@ -119,7 +119,7 @@ def _worker(out_dir: str) -> None:
     trainer = AdversarialCorruptionTrainer(
         ddp, torch.optim.Adam(ddp.parameters(), lr=1e-2),
         action_space=ActionSpace(SPACE["corruptions"], severities=SPACE["severities"]),
-        strategy="learned", policy_kwargs=SMALL_POLICY, policy_lr=0.05,
+        strategy="learned", policy_kwargs=SMALL_POLICY, policy_lr=0.05, in_channels=1,
         generator=torch.Generator().manual_seed(3000 + rank),
     )
     drawn: list[torch.Tensor] = []

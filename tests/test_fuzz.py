@@ -185,19 +185,8 @@ def test_action_space_apply_returns_valid_images_or_raises(x: Any, actions: Any)
 POLICY = PolicyNetwork(1, 6, input_size=32, widths=(2, 2, 4, 4, 4)).eval()
 
 
-def _policy_gap(x: Any) -> bool:
-    """Inputs PolicyNetwork.forward mishandles today (see the xfail below): it does not call
-    validate_model_input, so non-tensors raise AttributeError, integer images are silently
-    cast, NaN/inf give NaN logits and an empty H or W fails inside F.interpolate."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
-        return not isinstance(x, torch.Tensor)
-    return not x.is_floating_point() or (x.numel() > 0 and not bool(torch.isfinite(x).all())) or min(x.shape[2:]) == 0
-
-
 @given(x=images_or_junk(channels=(0, 1, 3)))
 def test_policy_returns_finite_logits_or_raises(x: Any) -> None:
-    if _policy_gap(x):
-        return
     valid = _is_images(x, (1,), unit=False) and (x.numel() == 0 or float(x.abs().max()) < 1e4)
     if _is_images(x, (1,), unit=False) and not valid:
         return  # finite but absurd (1e30): nothing promised
@@ -209,7 +198,6 @@ def test_policy_returns_finite_logits_or_raises(x: Any) -> None:
         _expect(lambda: POLICY(x), valid, ("x",), check)
 
 
-@pytest.mark.xfail(strict=True, reason="PolicyNetwork.forward lacks validate_model_input (reported, issue 13)")
 @pytest.mark.parametrize("x", [None, torch.full((1, 1, 8, 8), math.nan), torch.zeros(1, 1, 8, 8, dtype=torch.uint8) + 255, torch.zeros(1, 1, 0, 8)])
 def test_policy_refuses_junk_with_a_documented_error(x: Any) -> None:
     with torch.no_grad():
@@ -223,13 +211,10 @@ LAYER = SFIM(2).eval()
 def test_sfim_keeps_the_shape_and_finiteness_or_raises(x: Any) -> None:
     # A layer propagates non-finite values like any torch layer (the model's input check stops
     # them first), so the contract is: finite in -> finite out of the same shape, bad shapes raise.
-    if not isinstance(x, torch.Tensor) or (x.ndim == 4 and 0 in x.shape[2:]):
-        return  # known gaps, see the xfail below
-    if x.ndim == 4 and x.shape[0] == 0:
-        return  # known gap, see the xfail below
-    if x.dtype in FLOATS[1:]:
+    if isinstance(x, torch.Tensor) and x.dtype in FLOATS[1:]:
         return  # another float dtype than the weights': torch's RuntimeError, as for any layer
-    valid = x.is_floating_point() and x.ndim == 4 and x.shape[1] == 2
+    valid = isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 4 and x.shape[1] == 2
+    valid = valid and min(x.shape[2:]) >= 1
 
     def check(out: Any) -> None:
         assert out.shape == x.shape and out.dtype == x.dtype
@@ -240,11 +225,15 @@ def test_sfim_keeps_the_shape_and_finiteness_or_raises(x: Any) -> None:
         _expect(lambda: LAYER(x), valid, ("x",), check)
 
 
-@pytest.mark.xfail(strict=True, reason="SFIM.forward: no type check, no H/W >= 1 check, an empty batch fails in the FFT (reported, issue 13)")
-@pytest.mark.parametrize("x", [None, torch.zeros(1, 2, 0, 5), torch.zeros(0, 2, 4, 4)])
+@pytest.mark.parametrize("x", [None, torch.zeros(1, 2, 0, 5)])
 def test_sfim_refuses_junk_with_a_documented_error(x: Any) -> None:
     with torch.no_grad():
         _expect(lambda: LAYER(x), False, ("x",), lambda out: None)
+
+
+def test_sfim_passes_an_empty_batch_through() -> None:
+    x = torch.zeros(0, 2, 4, 4)
+    assert LAYER(x).shape == x.shape
 
 
 MODELS = {
@@ -275,16 +264,10 @@ def test_models_return_finite_logits_of_the_input_size_or_raise(x: Any, name: st
         _expect(lambda: MODELS[name](x), valid, ("x",), check)
 
 
-def _nan_probs(probs: Any) -> bool:
-    return isinstance(probs, torch.Tensor) and probs.is_floating_point() and bool(torch.isnan(probs).any())
-
-
 @given(data=st.data())
 def test_metrics_return_numbers_in_range_or_raise(data: st.DataObject) -> None:
     probs = data.draw(images_or_junk(channels=(1, 1, 2)), label="probs")
     masks = data.draw(masks_for(probs), label="masks")
-    if _nan_probs(probs):
-        return  # known gap, see the xfail below
     ok_probs = _is_images(probs, (1,), min_side=0) or (
         # single maps are accepted too: (1, H, W) and (H, W)
         isinstance(probs, torch.Tensor) and probs.is_floating_point()
@@ -302,7 +285,6 @@ def test_metrics_return_numbers_in_range_or_raise(data: st.DataObject) -> None:
     _expect(lambda: metrics.iou(probs, masks), valid, ("probs", "masks"), check)
 
 
-@pytest.mark.xfail(strict=True, reason="metrics treat NaN probabilities as background (reported, issue 13)")
 def test_metrics_refuse_nan_probabilities() -> None:
     probs, masks = torch.full((1, 1, 4, 4), math.nan), torch.ones(1, 1, 4, 4)
     with pytest.raises(ValueError, match="probs"):
@@ -331,8 +313,6 @@ def test_trainer_step_returns_finite_statistics_or_raises(data: st.DataObject, s
         return  # 3-channel images into a 1-channel model: the model's own RuntimeError, see below
     if _is_images(images, (1,)) and images.dtype != torch.float32:
         return  # another float dtype than the model's weights: torch's RuntimeError from the model
-    if isinstance(masks, torch.Tensor) and masks.is_floating_point() and not _binary(masks):
-        return  # known gap: non-binary masks are not refused, see the xfail below
     valid = (
         _is_images(images, (1,)) and images.shape[0] > 0 and isinstance(masks, torch.Tensor)
         and masks.ndim == 4 and masks.shape[0] == images.shape[0] and masks.shape[1] == 1
@@ -346,7 +326,6 @@ def test_trainer_step_returns_finite_statistics_or_raises(data: st.DataObject, s
     _expect(lambda: trainer.step(images, masks), valid, ("images", "masks"), check)
 
 
-@pytest.mark.xfail(strict=True, reason="a step that fails in the model leaves a lazily built policy behind (reported, issue 13)")
 def test_a_step_that_fails_in_the_model_leaves_the_trainer_usable() -> None:
     trainer = _trainer("learned")
     with pytest.raises(RuntimeError, match="channels"):
@@ -354,7 +333,6 @@ def test_a_step_that_fails_in_the_model_leaves_the_trainer_usable() -> None:
     trainer.step(torch.rand(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))
 
 
-@pytest.mark.xfail(strict=True, reason="trainer.step accepts masks in 0-255 or fractional masks silently (reported, issue 13)")
 @pytest.mark.parametrize("scale", [255.0, 0.5])
 def test_trainer_step_refuses_non_binary_masks(scale: float) -> None:
     masks = (torch.rand(2, 1, 8, 8) > 0.8).float() * scale

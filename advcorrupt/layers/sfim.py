@@ -174,11 +174,15 @@ class SFIM(nn.Module):
             return torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho")
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels or not x.is_floating_point():
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a float tensor of shape (B, {self.channels}, H, W); got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != self.channels or not x.is_floating_point() or min(x.shape[2:]) < 1:
             raise ValueError(
-                f"x must be a float tensor of shape (B, {self.channels}, H, W); "
+                f"x must be a float tensor of shape (B, {self.channels}, H, W) with H, W >= 1; "
                 f"got {x.dtype} of shape {tuple(x.shape)}"
             )
+        if x.shape[0] == 0:  # an empty batch: nothing to transform (the FFT refuses empty inputs)
+            return x.clone()
         device_type = x.device.type
         autocast_on = torch.is_autocast_enabled(device_type)
         out_dtype = torch.get_autocast_dtype(device_type) if autocast_on else x.dtype

@@ -86,9 +86,10 @@ def _binarise(
             raise TypeError(f"probs must be floating point (probabilities in [0, 1]); got {p.dtype}")
         p = p.detach()
         if from_logits:
+            bad.append(p.isnan().any())
             preds.append(p > _logit(threshold))
         else:
-            bad.append(((p < 0) | (p > 1)).any())
+            bad.append(((p < 0) | (p > 1) | p.isnan()).any())
             preds.append(p > threshold)
         gts.append(m.detach() > 0.5 if m.dtype != torch.bool else m.detach())
     flag = torch.stack(bad).any() if bad else None
@@ -290,10 +291,13 @@ class ISTDMetrics:
 
         Raises:
             ValueError: probabilities outside [0, 1] were passed (logits?) without
-                ``from_logits=True``.
+                ``from_logits=True``, or NaN probabilities / logits.
         """
         if bool(self._bad):
-            raise ValueError("probs must be probabilities in [0, 1]; got values outside it (logits? pass from_logits=True)")
+            raise ValueError(
+                "probs must be probabilities in [0, 1] (logits with from_logits=True), without NaN; got NaN or "
+                "values outside [0, 1] (logits? pass from_logits=True)"
+            )
         inter, union = float(self._inter), float(self._union)
         count = float(self._niou_count)
         nan = math.nan

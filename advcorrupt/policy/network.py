@@ -84,10 +84,9 @@ class PolicyNetwork(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W); got {tuple(x.shape)}"
-            )
+        from ..models._common import validate_model_input  # finite float (B, C, H >= 1, W >= 1)
+
+        validate_model_input(x, self.in_channels)
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             if x.shape[-2:] != (self.input_size, self.input_size):
