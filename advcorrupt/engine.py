@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .corruptions.functional import _host_reads_ok
 from .checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -805,9 +806,12 @@ def _resume_position(run: _Run, resume: bool) -> _Position:
     gens = state.get("generators") or []
     if run.d.rank < len(gens) and saved_world == run.d.world:
         run.generator.set_state(gens[run.d.rank])
+    partial = state.get("partial_epoch") or {}
+    if isinstance(partial, list):  # one entry per rank (mid-epoch checkpoints of a distributed run)
+        partial = partial[run.d.rank] if run.d.rank < len(partial) else {}
     return _Position(
         epoch=int(state["epoch"]), batch=int(state["batch"]), global_step=int(state["global_step"]),
-        history=[list(h) for h in state.get("policy_history", [])], partial=dict(state.get("partial_epoch", {})),
+        history=[list(h) for h in state.get("policy_history", [])], partial=dict(partial),
         last_ckpt=path, resumed=True,
     )
 
@@ -840,11 +844,15 @@ def _open_tensorboard(run: _Run, folder: str | os.PathLike[str] | None) -> Any:
 
 
 def _save_checkpoint(run: _Run, pos: _Position, epoch: int, batch: int, partial: dict[str, Any]) -> None:
-    """Gather every rank's generator state; rank 0 writes the checkpoint and records it in ``pos``."""
+    """Gather every rank's generator state and running epoch sums; rank 0 writes the checkpoint and
+    records it in ``pos``."""
     gens: list[Any] = [run.generator.get_state()]
+    partials: list[Any] = [partial]
     if run.d.world > 1:
-        gens = [None] * run.d.world
+        gens, partials = [None] * run.d.world, [None] * run.d.world
         dist.all_gather_object(gens, run.generator.get_state())
+        if partial:  # mid-epoch: each rank resumes its own sums (they are reduced at the epoch's end)
+            dist.all_gather_object(partials, partial)
     if not run.d.main:
         return
     state = {
@@ -862,7 +870,7 @@ def _save_checkpoint(run: _Run, pos: _Position, epoch: int, batch: int, partial:
         "batch": batch,
         "global_step": pos.global_step,
         "policy_history": pos.history,
-        "partial_epoch": partial,
+        "partial_epoch": partials if run.d.world > 1 and partial else partial,
         "time": time.time(),
     }
     pos.last_ckpt = save_checkpoint(state, run.out / f"ckpt_{pos.global_step:08d}.pt", keep_last=run.config.keep_last)
@@ -880,7 +888,8 @@ class _EpochStats:
 
     def add(self, stats: Mapping[str, Tensor], actions: Tensor | None) -> None:
         if actions is not None and actions.numel():
-            self.counts += torch.bincount(actions, minlength=self.counts.numel()).to(self.counts.dtype)
+            # index_add_, not bincount: its output size is data-dependent (a host-device sync on CUDA)
+            self.counts.index_add_(0, actions, torch.ones_like(actions, dtype=self.counts.dtype))
         ok = stats["skipped"].float() < 0.5
         self.n_ok += ok.float()
         for k, v in stats.items():  # skipped steps (non-finite) stay out of the epoch means
@@ -924,12 +933,16 @@ def _train_epoch(run: _Run, pos: _Position, epoch: int, log: _Log | None, *, pro
     stats = _EpochStats(run.action_space.size, run.device, pos.partial)
     pos.partial = {}
     bar = _progress(loader, enabled=progress and run.d.main, desc=f"epoch {epoch + 1}/{config.epochs}")
+    # On an accelerator the trainer counts skipped steps on the device: read them once every
+    # max_consecutive_skips steps (one sync), not every step; there the optimizer always steps.
+    host = _host_reads_ok(run.device)
     for i, (images, masks) in enumerate(bar):
         step = trainer.step(images.to(run.device, non_blocking=True), masks.to(run.device, non_blocking=True))
-        _scheduler_step(run.scheduler, skipped=bool(trainer.consecutive_skips))
+        _scheduler_step(run.scheduler, skipped=host and bool(trainer.consecutive_skips))
         pos.global_step += 1
         stats.add(step, trainer.last_actions)
-        if trainer.consecutive_skips >= config.max_consecutive_skips:
+        check = host or pos.global_step % config.max_consecutive_skips == 0
+        if check and trainer.consecutive_skips >= config.max_consecutive_skips:
             stats.flush_steps(log, epoch, pos.global_step)
             raise TrainingStopped(_stopped_message(trainer, pos))
         done = first + i + 1

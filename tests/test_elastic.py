@@ -169,9 +169,6 @@ def test_torchrun_restarts_a_group_after_a_rank_is_killed_and_the_run_matches_an
 
 @needs_dist
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, reason="engine: a mid-epoch checkpoint stores rank 0's partial epoch sums and every "
-                   "rank restores them, so after a DDP resume the epoch's train_* means and action shares count "
-                   "rank 0's first part twice and lose rank 1's (reported, issue 13)")
 def test_the_epoch_log_of_a_restarted_ddp_run_matches_the_uninterrupted_one(elastic_runs: tuple[Path, Path, str]) -> None:
     killed, reference, _ = elastic_runs
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
