@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lr", type=float, default=5e-4, help="detector Adam learning rate")
     p.add_argument("--warmup-epochs", type=int, default=0, help="linear learning-rate warm-up epochs")
     p.add_argument("--grad-clip", type=float, default=None, help="clip the detector's gradient norm")
+    p.add_argument("--on-bad-file", choices=("error", "skip"), default="error",
+                   help="a missing or unreadable image/mask: stop with an error naming it, or skip it with a report")
     p.add_argument("--bce-weight", type=float, default=0.0,
                    help="add this weight x per-sample BCE to the Soft-IoU loss (guards against all-background collapse)")
     p.add_argument("--deterministic", action="store_true",
@@ -82,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
-        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, bce_weight=args.bce_weight, deterministic=args.deterministic,
+        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, bce_weight=args.bce_weight, on_bad_file=args.on_bad_file, deterministic=args.deterministic,
         reinforce_kwargs=args.reinforce_kwargs,
         lam=args.lam, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
         device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,

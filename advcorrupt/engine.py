@@ -84,6 +84,8 @@ class TrainConfig:
             (0: none). A few epochs keep the high rates of short schedules from collapsing the
             detector to all-background on some seeds (docs/results.md).
         grad_clip: clip the detector's gradient norm to this value (``None``: no clipping).
+        on_bad_file: ``"error"`` (default) or ``"skip"``: what to do with a split entry whose image
+            or mask is missing or cannot be read (skipped pairs are warned about and reported).
         bce_weight: weight of a per-sample binary cross-entropy added to the Soft-IoU loss (0: the
             paper's Soft-IoU alone); it keeps a gradient on target pixels when every logit is far
             below zero, the all-background collapse (docs/results.md).
@@ -124,6 +126,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     grad_clip: float | None = None
     bce_weight: float = 0.0
+    on_bad_file: str = "error"
     deterministic: bool = False
     policy_lr: float = 1e-2
     lam: float = 1.0
@@ -163,6 +166,8 @@ class TrainConfig:
             not isinstance(self.grad_clip, (int, float)) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
         ):
             raise ValueError(f"grad_clip must be None or a finite number > 0; got {self.grad_clip!r}")
+        if self.on_bad_file not in ("error", "skip"):
+            raise ValueError(f"on_bad_file must be 'error' or 'skip'; got {self.on_bad_file!r} (--on-bad-file)")
         if not isinstance(self.bce_weight, (int, float)) or not math.isfinite(self.bce_weight) or self.bce_weight < 0:
             raise ValueError(f"bce_weight must be a finite number >= 0; got {self.bce_weight!r}")
         if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
@@ -328,8 +333,11 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset[Any], Dataset[Any], nn.
                 f"data_root {root} does not exist; pass the folder holding images/, masks/ and img_idx/ "
                 f"(e.g. ../shared/data/NUAA-SIRST), or leave it out to train on synthetic scenes"
             )
-        train = ISTDDataset(root, "train", name=config.dataset_name, transform="train", patch_size=config.patch_size, cache=True)
-        test = ISTDDataset(root, "test", name=config.dataset_name, transform="test", cache=True)
+        policy = config.on_bad_file
+        train = ISTDDataset(root, "train", name=config.dataset_name, transform="train", patch_size=config.patch_size,
+                            cache=True, on_bad_file=policy)  # type: ignore[arg-type]
+        test = ISTDDataset(root, "test", name=config.dataset_name, transform="test", cache=True,
+                           on_bad_file=policy)  # type: ignore[arg-type]
         mean, std = train.mean, train.std
     return train, test, Normalize(mean, std)
 

@@ -3,6 +3,7 @@ defects, training/test views, normalisation, collation and the synthetic scenes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -420,3 +421,19 @@ def test_normalize_runs_on_the_batch_device_without_moving_the_module() -> None:
         out = norm(x)
         assert out.device == x.device and out.dtype == torch.float16
         torch.testing.assert_close(out.float(), ((x.float() - 0.4) / 0.2), atol=1e-2, rtol=1e-2)
+
+
+def test_train_cli_stops_on_a_broken_file_or_skips_it_with_on_bad_file_skip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from advcorrupt.cli import main
+
+    root = tmp_path / "data"
+    names = [f"s{i}" for i in range(6)]
+    _make_dataset(root, names, test_text="s4\ns5\n")
+    (root / "images" / "s1.png").write_bytes((root / "images" / "s1.png").read_bytes()[:40])  # truncated
+    args = ["train", "--model", "acm", "--data-root", str(root), "--strategy", "random", "--epochs", "1",
+            "--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "16", "--device", "cpu", "--no-progress"]
+    assert main([*args, "--out-dir", str(tmp_path / "a")]) == 2
+    assert "s1.png" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    with pytest.warns(UserWarning, match="s1"):
+        assert main([*args, "--out-dir", str(tmp_path / "b"), "--on-bad-file", "skip"]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["on_bad_file"] == "skip"
