@@ -13,6 +13,8 @@ from advcorrupt.models import DNANet, create_model, list_models, register_model
 from advcorrupt.models import _registry
 from advcorrupt.models.dnanet import ChannelAttention, ResAttentionBlock, SpatialAttention
 
+from _zoo import TINY as ZOO_TINY
+
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -52,16 +54,7 @@ SFIM_BASE = {
 TRAIN_HEADS = {"dnanet": 4, "sfim_dnanet": 4, "acm": 1, "alcnet": 1, "rdian": 1, "isnet": 2, "istdunet": 1}
 TRAIN_HEADS.update({name: TRAIN_HEADS[base] for name, base in SFIM_BASE.items()})
 # Narrow versions with the same wiring, to keep training-mode tests fast on a CPU.
-TINY: dict[str, dict[str, object]] = {
-    "dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
-    "sfim_dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
-    "acm": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
-    "alcnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
-    "rdian": {"width": 4},
-    "isnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1), "edge_channels": 4},
-    "istdunet": {"width": 8, "blocks": (1, 1, 1, 1)},
-}
-TINY.update({name: TINY[base] for name, base in SFIM_BASE.items() if name not in TINY})
+TINY = {**ZOO_TINY, **{name: ZOO_TINY[base] for name, base in SFIM_BASE.items() if name not in ZOO_TINY}}
 # One-channel convolutions with a bias that are not logit layers (ISNet's side outputs and gates).
 NOT_LOGITS = {"isnet": ("side.", "tfd."), "sfim_isnet": ("side.", "tfd.")}
 

@@ -8,6 +8,8 @@ from torch import nn
 
 from advcorrupt.layers import SFIM, SFIMAfter, default_sfim_targets, insert_sfim
 
+from _zoo import TINY
+
 timm = pytest.importorskip("timm")
 smp = pytest.importorskip("segmentation_models_pytorch")
 
@@ -240,15 +242,7 @@ def test_default_targets_need_names_for_an_unknown_architecture() -> None:
 
 # ------------------------------------------------------------------ insert_sfim on the zoo
 
-_ZOO_TINY: dict[str, dict[str, object]] = {
-    "dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
-    "sfim_dnanet": {"filters": (4, 8, 8, 8, 8), "num_blocks": (1, 1, 1, 1)},
-    "acm": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
-    "alcnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1)},
-    "rdian": {"width": 4},
-    "isnet": {"channels": (4, 8, 8, 8), "layers": (1, 1, 1), "edge_channels": 4},
-    "istdunet": {"width": 8, "blocks": (1, 1, 1, 1)},
-}
+_ZOO_TINY = TINY
 
 
 def test_every_zoo_detector_is_covered_by_the_insert_sfim_tests() -> None:
