@@ -18,6 +18,7 @@ averaged over corruptions. The adversaries here differ in two choices:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -119,8 +120,6 @@ DEFAULT_ADVERSARY = "banded"
 
 def register_adversary(adversary: Adversary) -> Adversary:
     """Add a named adversary (a name registered twice is replaced, with a warning)."""
-    import warnings
-
     if not isinstance(adversary, Adversary):
         raise TypeError(f"adversary must be an Adversary; got {type(adversary).__name__}")
     if adversary.name in _ADVERSARIES:
