@@ -67,3 +67,11 @@ def corruption_mass(trainer: AdversarialCorruptionTrainer, x: torch.Tensor) -> t
     """(B, K) probability of each corruption, summed over its severities."""
     s = trainer.action_space
     return trainer.policy_probabilities(x).view(-1, s.num_corruptions, s.num_severities).sum(-1)
+
+
+def mass_after_training(space: ActionSpace, strategy: str, bright: torch.Tensor, *, steps: int, seed: int = 0) -> torch.Tensor:
+    """(B, K) corruption mass per image after ``steps`` adversary updates on scenes lit as ``bright``."""
+    trainer, g = toy_trainer(space, strategy, seed=seed)
+    for _ in range(steps):
+        trainer.step(*scenes(bright, g))
+    return corruption_mass(trainer, scenes(bright, g)[0])

@@ -19,7 +19,7 @@ from advcorrupt.policy.adversaries import DEFAULT_ADVERSARY, Adversary, get_adve
 from advcorrupt.policy.heads import FlatHead, HierarchicalHead
 from advcorrupt.trainer import AdversarialCorruptionTrainer
 
-from _toy import corruption_mass, scenes, toy_corruptions, toy_trainer
+from _toy import corruption_mass, mass_after_training, scenes, toy_corruptions, toy_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,12 +144,8 @@ def test_default_adversary_finds_the_weakness_and_starves_no_corruption(toy_spac
 
 def test_default_adversary_still_chooses_per_image(toy_space: ActionSpace) -> None:
     """Bright images are hurt by shifting up, dark ones by shifting down."""
-    trainer, g = toy_trainer(toy_space, "learned", seed=1)
     bright = torch.arange(16) % 2 == 0
-    for _ in range(220):
-        trainer.step(*scenes(bright, g))
-    x, _ = scenes(bright, g)
-    mass = corruption_mass(trainer, x)
+    mass = mass_after_training(toy_space, "learned", bright, steps=220, seed=1)
     assert mass[bright, TOY.index("adv_up")].mean() >= 1.5 / K, mass[bright].mean(0)
     assert mass[~bright, TOY.index("adv_down")].mean() >= 1.5 / K, mass[~bright].mean(0)
     assert mass.min() >= 0.5 / K - 1e-6

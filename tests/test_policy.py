@@ -21,7 +21,7 @@ from advcorrupt.policy import (
     make_strategy,
     sample_categorical,
 )
-from _toy import corruption_mass, scenes, toy_corruptions, toy_trainer
+from _toy import corruption_mass, mass_after_training, scenes, toy_corruptions, toy_trainer
 
 TOY = ("toy_up", "toy_down", "toy_same_a", "toy_same_b")
 
@@ -131,12 +131,8 @@ def test_random_strategy_stays_uniform(toy_space: ActionSpace) -> None:
 
 def test_paper_policy_chooses_per_image(toy_space: ActionSpace) -> None:
     """Bright images are hurt by shifting up, dark ones by shifting down: the policy must tell them apart."""
-    trainer, g = toy_trainer(toy_space, "paper", seed=1)
     bright = torch.arange(16) % 2 == 0
-    for _ in range(220):
-        trainer.step(*scenes(bright, g))
-    x, _ = scenes(bright, g)
-    mass = corruption_mass(trainer, x)
+    mass = mass_after_training(toy_space, "paper", bright, steps=220, seed=1)
     assert mass[bright, TOY.index("toy_up")].mean() > 0.5, mass[bright].mean(0)
     assert mass[~bright, TOY.index("toy_down")].mean() > 0.5, mass[~bright].mean(0)
 
