@@ -189,6 +189,7 @@ class AdversarialCorruptionTrainer:
             enabled=self.cuda_graphs and action_space._resolve_grouping(self.device) != "subset",
         )
         self._pending: PolicySample | None = None
+        self._probe: tuple[Tensor, Tensor, Any] | None = None  # the step's batch, kept for "progress" rewards
         # (B,) actions drawn by the last corrupt() call (empty for "none"), for logging.
         self.last_actions: Tensor | None = None
         self.num_steps = 0
@@ -220,6 +221,15 @@ class AdversarialCorruptionTrainer:
     def policy(self) -> nn.Module | None:
         """The policy network (``None`` for strategies that do not learn, or before the first batch)."""
         return getattr(self._strategy, "policy", None)
+
+    @property
+    def needs_losses_after(self) -> bool:
+        """Whether :meth:`update_policy` needs the losses recomputed after the detector's update."""
+        if self._strategy is not None:
+            return self._strategy.needs_after
+        from .policy.adversaries import get_adversary
+
+        return _is_learned(self._strategy_name) and get_adversary(self._strategy_name).needs_after
 
     def policy_probabilities(self, images: Tensor) -> Tensor:
         """Action probabilities ``p(a | x)`` the strategy would draw from, (B, ``action_space.size``).
@@ -260,7 +270,8 @@ class AdversarialCorruptionTrainer:
 
     def update_policy(
         self, per_sample_corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
-        valid: Tensor | None = None,
+        valid: Tensor | None = None, corrupted_loss_after: Tensor | None = None,
+        clean_loss_after: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Update the policy with the detector's per-sample losses on the last :meth:`corrupt` batch.
 
@@ -272,10 +283,13 @@ class AdversarialCorruptionTrainer:
             clean_loss: its loss on the same clean images, in the same order. Adversaries rewarded
                 with damage (``loss(corrupted) - loss(clean)``, the default) need it; pass it always.
             valid: optional bool tensor; false entries (or a false 0-dim tensor) are ignored.
+            corrupted_loss_after, clean_loss_after: the same two losses recomputed after the
+                detector's optimizer step (no grad, e.g. ``torch.no_grad()`` forward of the same
+                batch). Only adversaries rewarded with ``"progress"`` need them
+                (:attr:`needs_losses_after`); :meth:`step` computes them itself.
 
         Shape:
-            per_sample_corrupted_loss, clean_loss: (B,), B as in the last :meth:`corrupt` call
-            (0 for "none").
+            every loss: (B,), B as in the last :meth:`corrupt` call (0 for "none").
 
         Returns:
             Detached 0-dim tensors: ``reward``, ``policy_entropy`` (+ ``baseline`` for "learned").
@@ -294,7 +308,12 @@ class AdversarialCorruptionTrainer:
             self._pending = None
             zero = torch.zeros((), device=loss.device)
             return {"reward": zero, "policy_entropy": zero}
-        stats = self.strategy.update(sample, loss, clean_loss=clean_loss, valid=valid)
+        after = None
+        if corrupted_loss_after is not None or clean_loss_after is not None:
+            if corrupted_loss_after is None or clean_loss_after is None:
+                raise ValueError("corrupted_loss_after and clean_loss_after go together; got only one of them")
+            after = (corrupted_loss_after, clean_loss_after)
+        stats = self.strategy.update(sample, loss, clean_loss=clean_loss, valid=valid, after=after)
         self._pending = None  # only once the update went through: a bad clean_loss can be retried
         return stats
 
@@ -362,6 +381,7 @@ class AdversarialCorruptionTrainer:
         with ctx:
             outputs = self.model(inputs)
             per_sample = self._per_sample_loss(outputs, targets)
+        self._probe = (inputs, targets, ctx) if self.strategy.needs_after else None
         loss_clean = per_sample[:b].mean()
         if self.strategy.corrupts:
             loss_corrupted = per_sample[b:].mean()
@@ -405,18 +425,39 @@ class AdversarialCorruptionTrainer:
             self.scaler.update()
         policy_stats: dict[str, Tensor] = {}
         if ok:
-            policy_stats = self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())
+            policy_stats = self._policy_step(b, per_sample)
         elif self.strategy.learns and _distributed():
             # Keep the policy's all_reduce matched across ranks: contribute nothing this step.
-            policy_stats = self.update_policy(
-                per_sample[b:].detach(), clean_loss=per_sample[:b].detach(),
-                valid=torch.zeros((), dtype=torch.bool, device=loss.device),
-            )
+            policy_stats = self._policy_step(b, per_sample, valid=torch.zeros((), dtype=torch.bool, device=loss.device))
         else:
-            self._pending = None
+            self._pending = self._probe = None
         self.num_steps += 1
         self._count_host_skip(ok)
         return ok, policy_stats
+
+    def _policy_step(self, b: int, per_sample: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+        """The policy update of :meth:`step`, with the losses after the detector's update if needed."""
+        after: dict[str, Tensor] = {}
+        probe, self._probe = self._probe, None
+        if probe is not None and self._pending is not None:
+            again = self._losses_now(*probe)
+            after = {"corrupted_loss_after": again[b:], "clean_loss_after": again[:b]}
+        return self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), valid=valid, **after)
+
+    @torch.no_grad()
+    def _losses_now(self, inputs: Tensor, targets: Tensor, ctx: Any) -> Tensor:
+        """Per-sample losses of the same batch with the current weights, the model's buffers left as they were.
+
+        The forward runs in the model's current (training) mode, as the step's did, so the two
+        losses differ by the update only; running statistics and other buffers are restored.
+        """
+        saved = [(buf, buf.clone()) for buf in self.model.buffers()]
+        try:
+            with ctx:
+                return self._per_sample_loss(self.model(inputs), targets).float()
+        finally:
+            for buf, value in saved:
+                buf.copy_(value)
 
     def _count_host_skip(self, ok: bool) -> None:
         if ok:
@@ -465,7 +506,7 @@ class AdversarialCorruptionTrainer:
             for g in grads:
                 g.masked_fill_(bad, 0.0)
             self.optimizer.step()
-        policy_stats = self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), valid=ok)
+        policy_stats = self._policy_step(b, per_sample, valid=ok)
         self._count_skip((~ok).float())
         self.num_steps += 1
         return ok, policy_stats

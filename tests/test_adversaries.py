@@ -126,6 +126,94 @@ def test_two_line_integration_passes_the_clean_losses(toy_space: ActionSpace) ->
     assert torch.allclose(stats["reward"], (loss[8:] - loss[:8]).mean(), atol=1e-6)
 
 
+def test_progress_reward_is_the_damage_the_update_removed() -> None:
+    lx, lc = torch.tensor([0.9, 0.6]), torch.tensor([0.2, 0.5])
+    lx_after, lc_after = torch.tensor([0.4, 0.6]), torch.tensor([0.1, 0.5])
+    learnable = get_adversary("learnable")
+    assert learnable.needs_after and not get_adversary("banded").needs_after
+    # damage 0.7 -> 0.3 on the first image (0.4 learned), 0.1 -> 0.1 on the second (nothing learned)
+    torch.testing.assert_close(learnable.rewards(lx, lc, (lx_after, lc_after)), torch.tensor([0.4, 0.0]))
+    with pytest.raises(ValueError, match="needs the losses recomputed after the update"):
+        learnable.rewards(lx, lc)
+    with pytest.raises(ValueError, match=r"clean_loss_after must be a \(B,\) = \(2,\).*got \(3,\)"):
+        learnable.rewards(lx, lc, (lx_after, torch.zeros(3)))
+
+
+class _BNDetector(nn.Module):
+    """A learnable detector with batch norm: the probe forward must not move its running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.out = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.bn(self.conv(x))))
+
+
+def _bn_trainer(space: ActionSpace, strategy: str) -> AdversarialCorruptionTrainer:
+    torch.manual_seed(0)
+    det = _BNDetector()
+    return AdversarialCorruptionTrainer(
+        det, torch.optim.SGD(det.parameters(), lr=0.5), action_space=space, strategy=strategy, policy_lr=1e-2,
+        generator=torch.Generator().manual_seed(0), policy_kwargs={"input_size": 32}, in_channels=1,
+    )
+
+
+def test_step_rewards_progress_with_one_probe_forward_that_leaves_the_model_as_a_plain_step_does(
+    toy_space: ActionSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``learnable`` trains the detector exactly as ``banded`` does (same weights and BN statistics
+    after the step); its rewards are damage before minus damage after, from one extra no-grad
+    forward of the same 2B batch with the updated weights."""
+    x, m = scenes(torch.tensor([True, False] * 4), torch.Generator().manual_seed(1))
+    plain, learnable = _bn_trainer(toy_space, "banded"), _bn_trainer(toy_space, "learnable")
+    assert learnable.needs_losses_after and not plain.needs_losses_after
+    seen: dict[str, torch.Tensor] = {}
+    update = learnable.strategy.update
+
+    def spy(sample, corrupted_loss, *, clean_loss=None, valid=None, after=None):  # type: ignore[no-untyped-def]
+        seen.update(corrupted=corrupted_loss, clean=clean_loss, after_corrupted=after[0], after_clean=after[1])
+        return update(sample, corrupted_loss, clean_loss=clean_loss, valid=valid, after=after)
+
+    monkeypatch.setattr(learnable.strategy, "update", spy)
+    probe = learnable._losses_now
+    monkeypatch.setattr(learnable, "_losses_now", lambda inputs, *a: seen.update(inputs=inputs) or probe(inputs, *a))
+    plain.step(x, m)
+    learnable.step(x, m)
+    for (name, a), b in zip(plain.model.state_dict().items(), learnable.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=f"{name} differs: the probe changed the detector")
+    # The probe's losses are the updated detector's, in training mode, on the step's 2B batch.
+    assert torch.equal(seen["inputs"][:8], x)
+    copy = copy_module(learnable.model)
+    with torch.no_grad():
+        again = learnable._per_sample_loss(copy(seen["inputs"]), torch.cat([m, m]))
+    torch.testing.assert_close(seen["after_clean"], again[:8])
+    torch.testing.assert_close(seen["after_corrupted"], again[8:])
+    assert not torch.allclose(seen["after_corrupted"], seen["corrupted"]), "the update changed the losses"
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module).train()
+
+
+def test_two_line_integration_passes_the_losses_after_the_update(toy_space: ActionSpace) -> None:
+    trainer, g = toy_trainer(toy_space, "learnable")
+    x, m = scenes(torch.ones(8, dtype=torch.bool), g)
+    x_hat = trainer.corrupt(x)
+    loss = nn.functional.mse_loss(torch.sigmoid(trainer.model(torch.cat([x, x_hat]))), torch.cat([m, m]),
+                                  reduction="none").mean((1, 2, 3)).detach()
+    with pytest.raises(ValueError, match="needs the losses recomputed after the update"):
+        trainer.update_policy(loss[8:], clean_loss=loss[:8])
+    with pytest.raises(ValueError, match="go together"):
+        trainer.update_policy(loss[8:], clean_loss=loss[:8], corrupted_loss_after=loss[8:])
+    after = loss * 0.5
+    stats = trainer.update_policy(loss[8:], clean_loss=loss[:8], corrupted_loss_after=after[8:],
+                                  clean_loss_after=after[:8])
+    torch.testing.assert_close(stats["reward"], 0.5 * (loss[8:] - loss[:8]).mean())
+
+
 # ----------------------------------------------------------------------------- coverage (issue 9, item 5)
 def test_default_adversary_finds_the_weakness_and_starves_no_corruption(toy_space: ActionSpace) -> None:
     """Against a frozen detector that only one of K corruptions hurts: (a) its probability rises to

@@ -119,6 +119,11 @@ def test_lightning_module_without_per_sample_losses_gets_a_clear_error(tmp_path:
         _trainer(tmp_path, callbacks=[_callback()]).fit(TinySegmenter(per_sample=False), _loader())
 
 
+def test_lightning_callback_refuses_adversaries_that_need_a_second_forward() -> None:
+    with pytest.raises(ValueError, match="strategy='learnable'.*'progress'.*does not run that extra forward"):
+        AdversarialCorruption("learnable")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

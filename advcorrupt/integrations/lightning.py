@@ -92,6 +92,7 @@ class AdversarialCorruption(pl.Callback):
         **trainer_kwargs: Any,
     ) -> None:
         super().__init__()
+        _check_no_probe(strategy)
         self.action_space = ActionSpace(corruptions, severities)  # validates names and levels now
         self.strategy = strategy
         self.policy_lr = policy_lr
@@ -215,3 +216,18 @@ class AdversarialCorruption(pl.Callback):
             "AdversarialCorruption replaces the images in the training batch, so the batch must be a list or a "
             f"dict (as DataLoader's default collate makes them); got {type(batch).__name__}"
         )
+
+
+def _check_no_probe(strategy: object) -> None:
+    """Adversaries rewarded with ``"progress"`` need a second forward after the update: not done here."""
+    from ..policy.adversaries import get_adversary, list_adversaries
+
+    if isinstance(strategy, str) and (strategy == "learned" or strategy in list_adversaries()):
+        adversary = get_adversary(strategy)
+        if adversary.needs_after:
+            raise ValueError(
+                f"strategy={strategy!r}: adversary {adversary.name!r} is rewarded with {adversary.reward!r}, which "
+                "needs the losses recomputed after each optimizer step; the Lightning callback does not run that "
+                "extra forward. Use another adversary (e.g. 'banded') or AdversarialCorruptionTrainer.step / the "
+                "two-line integration with update_policy(..., corrupted_loss_after=, clean_loss_after=)"
+            )

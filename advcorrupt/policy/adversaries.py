@@ -8,9 +8,13 @@ averaged over corruptions. The adversaries here differ in two choices:
 * ``head``: ``"flat"`` (one softmax over all actions) or ``"hierarchical"`` (a corruption, then a
   severity given the corruption; optionally with the corruption's probability held in a ``band``
   around uniform, see :class:`~advcorrupt.policy.heads.HierarchicalHead`);
-* ``reward``: ``"loss"`` (the corrupted image's loss, the paper) or ``"damage"`` (the corrupted
+* ``reward``: ``"loss"`` (the corrupted image's loss, the paper), ``"damage"`` (the corrupted
   image's loss minus the same clean image's loss: how much *this* corruption hurts *this* image;
-  both come from the step's one forward pass, so neither costs an extra pass).
+  both come from the step's one forward pass, so neither costs an extra pass) or ``"progress"``
+  (learnability: how much of that damage the detector's update just removed, damage before the
+  update minus damage after it; unlearnable extremes stop paying. It needs the batch's losses
+  once more after the update: :meth:`AdversarialCorruptionTrainer.step` runs one extra no-grad
+  forward pass of the 2B batch, with the model's buffers restored afterwards).
 
 ``strategy="learned"`` means :data:`DEFAULT_ADVERSARY`; every adversary can also be named directly
 (``strategy="paper"`` reproduces version 0.1 for ablations).
@@ -34,7 +38,7 @@ __all__ = [
     "register_adversary",
 ]
 
-REWARDS = ("loss", "damage")
+REWARDS = ("loss", "damage", "progress")
 HEADS = ("flat", "hierarchical")
 
 
@@ -45,7 +49,8 @@ class Adversary:
     Attributes:
         name: the ``strategy`` string that selects it.
         head: ``"flat"`` or ``"hierarchical"``.
-        reward: ``"loss"`` or ``"damage"`` (needs the clean per-sample losses).
+        reward: ``"loss"``, ``"damage"`` (needs the clean per-sample losses) or ``"progress"``
+            (also needs both per-sample losses recomputed after the detector's update).
         band: for the hierarchical head, ``(lo, hi)`` in multiples of ``1/K`` or ``None``.
         severity: ``"learned"`` or ``"uniform"`` (hierarchical head: only the corruption is chosen).
         min_prob: uniform mixing weight of the (severity) distribution, see :class:`Reinforce`.
@@ -90,27 +95,53 @@ class Adversary:
         return HierarchicalHead(num_corruptions, num_severities, band=band, min_prob=self.min_prob,
                                 learn_severity=self.severity == "learned")
 
-    def rewards(self, corrupted_loss: Tensor, clean_loss: Tensor | None) -> Tensor:
+    @property
+    def needs_after(self) -> bool:
+        """Whether the reward needs the per-sample losses recomputed after the detector's update."""
+        return self.reward == "progress"
+
+    def rewards(
+        self, corrupted_loss: Tensor, clean_loss: Tensor | None,
+        after: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         """Per-sample rewards from the detector's per-sample losses.
 
+        Args:
+            corrupted_loss: loss on each corrupted image (before the detector's update).
+            clean_loss: loss on the same clean images ("damage" and "progress").
+            after: ``(corrupted_loss_after, clean_loss_after)``, the same losses recomputed after
+                the detector's update ("progress" only).
+
         Shape:
-            corrupted_loss, clean_loss: (B,). Output: (B,).
+            every loss: (B,). Output: (B,).
         """
         if self.reward == "loss":
             return corrupted_loss
-        if clean_loss is None:
+        damage = corrupted_loss - _per_sample(clean_loss, corrupted_loss, "clean_loss", self.name)
+        if self.reward == "damage":
+            return damage
+        if after is None:
             raise ValueError(
-                f"adversary {self.name!r} is rewarded with damage = loss(corrupted) - loss(clean) and needs "
-                "clean_loss: pass the clean images' per-sample losses, update_policy(loss_corrupted, "
-                "clean_loss=loss_clean)"
+                f"adversary {self.name!r} is rewarded with progress = damage before the detector's update - damage "
+                "after it and needs the losses recomputed after the update: update_policy(loss_corrupted, "
+                "clean_loss=loss_clean, corrupted_loss_after=..., clean_loss_after=...)"
             )
-        if not isinstance(clean_loss, Tensor) or clean_loss.shape != corrupted_loss.shape:
-            got = tuple(clean_loss.shape) if isinstance(clean_loss, Tensor) else type(clean_loss).__name__
-            raise ValueError(
-                f"clean_loss must be a (B,) = {tuple(corrupted_loss.shape)} tensor of per-sample losses on the "
-                f"clean images; got {got}"
-            )
-        return corrupted_loss - clean_loss.to(corrupted_loss.device, corrupted_loss.dtype)
+        corrupted_after = _per_sample(after[0], corrupted_loss, "corrupted_loss_after", self.name)
+        clean_after = _per_sample(after[1], corrupted_loss, "clean_loss_after", self.name)
+        return damage - (corrupted_after - clean_after)
+
+
+def _per_sample(loss: Tensor | None, like: Tensor, name: str, adversary: str) -> Tensor:
+    """``loss`` checked to be a (B,) tensor like ``like``, on its device and dtype."""
+    if loss is None:
+        raise ValueError(
+            f"adversary {adversary!r} needs {name} (per-sample losses, reduction='none'): pass it to "
+            f"update_policy(loss_corrupted, clean_loss=loss_clean, ...)"
+        )
+    if not isinstance(loss, Tensor) or loss.shape != like.shape:
+        got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"{name} must be a (B,) = {tuple(like.shape)} tensor of per-sample losses; got {got}")
+    return loss.detach().to(like.device, like.dtype)
 
 
 _ADVERSARIES: dict[str, Adversary] = {}
@@ -159,5 +190,7 @@ for _adv in (
               description="corruption uniform, only the severity is chosen adversarially, reward = damage"),
     Adversary("tilt", head="hierarchical", reward="damage", band=(0.5, 2.0), severity="uniform",
               description="corruption kept in [0.5/K, 2/K], severity uniform, reward = damage"),
+    Adversary("learnable", head="hierarchical", reward="progress", band=(0.5, 2.0),
+              description="corruption kept in [0.5/K, 2/K], severity adversarial, reward = damage the update removed"),
 ):
     register_adversary(_adv)

@@ -66,9 +66,11 @@ class Strategy:
         actions = sample_categorical(probs, generator=generator)
         return PolicySample(actions=actions, probs=probs, entropy=_entropy(probs))
 
+    needs_after = False  # whether update() needs the losses recomputed after the detector's update
+
     def update(
         self, sample: PolicySample, corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
-        valid: Tensor | None = None,
+        valid: Tensor | None = None, after: tuple[Tensor, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Learn from the detector's per-sample losses; non-learning strategies only report statistics.
 
@@ -77,6 +79,8 @@ class Strategy:
             corrupted_loss: (B,) the detector's loss on each corrupted image.
             clean_loss: (B,) its loss on the same clean images (needed by ``"damage"`` rewards).
             valid: optional bool mask (or 0-dim bool) of samples to learn from.
+            after: (B,) corrupted and clean losses recomputed after the detector's update (needed
+                by ``"progress"`` rewards, see :attr:`needs_after`).
         """
         r = corrupted_loss.detach().float()
         ok = torch.isfinite(r)
@@ -190,11 +194,15 @@ class LearnedStrategy(Strategy):
     def sample(self, images: Tensor, *, generator: torch.Generator | None = None) -> PolicySample:
         return self.reinforce.act(images, generator=generator)
 
+    @property
+    def needs_after(self) -> bool:  # type: ignore[override]
+        return self.adversary.needs_after
+
     def update(
         self, sample: PolicySample, corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
-        valid: Tensor | None = None,
+        valid: Tensor | None = None, after: tuple[Tensor, Tensor] | None = None,
     ) -> dict[str, Tensor]:
-        rewards = self.adversary.rewards(corrupted_loss, clean_loss)
+        rewards = self.adversary.rewards(corrupted_loss, clean_loss, after)
         return self.reinforce.update(sample, rewards, valid=valid)
 
     def state_dict(self) -> dict[str, Any]:
