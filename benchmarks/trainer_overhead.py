@@ -100,7 +100,7 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
     else:
         gen = torch.Generator(device=device).manual_seed(0)
         trainer = AdversarialCorruptionTrainer(
-            model, opt, action_space=ActionSpace(), generator=gen,
+            model, opt, action_space=ActionSpace(), strategy=args.strategy, generator=gen,
             autocast_dtype=torch.bfloat16 if args.bf16 else None,
             skip_non_finite=not args.no_skip_check, cuda_graphs=not args.no_graphs,
         )
@@ -172,6 +172,8 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-skip-check", action="store_true", help="trainer: skip_non_finite=False")
     p.add_argument("--no-graphs", action="store_true", help="trainer: cuda_graphs=False (eager corruption)")
+    p.add_argument("--strategy", default="learned",
+                   help="the trainer's strategy, e.g. learnable (one extra no-grad forward per step) or random")
     p.add_argument("--count-ops", action="store_true",
                    help="count the ATen ops of one step per variant instead of timing (any machine; use a small --size)")
     p.add_argument("--mode", choices=["plain", "trainer"], help=argparse.SUPPRESS)
@@ -196,7 +198,7 @@ def main() -> None:
     print(f"| step | time / step (s) | peak memory (MiB, {mem}) |")
     print("|---|---|---|")
     print(f"| plain (cat[x, x]) | {pl['time_s']:.3f} | {pl['peak_mib']:.0f} |")
-    print(f"| AdversarialCorruptionTrainer.step | {tr['time_s']:.3f} | {tr['peak_mib']:.0f} |")
+    print(f"| AdversarialCorruptionTrainer.step (strategy={args.strategy!r}) | {tr['time_s']:.3f} | {tr['peak_mib']:.0f} |")
     print(f"| ratio trainer / plain | {tr['time_s'] / pl['time_s']:.3f} | {tr['peak_mib'] / pl['peak_mib']:.3f} |")
 
 
