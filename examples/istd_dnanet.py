@@ -22,6 +22,10 @@ Examples::
     python examples/istd_dnanet.py --profile quick --model acm --data-root ../shared/data/NUAA-SIRST \\
         --strategies none,random,noise,paper,learned --seeds 0,1,2 --jobs 2 --out runs/nuaa_grid
     python examples/istd_dnanet.py --profile paper --model sfim_dnanet --data-root PATH --device cuda
+    # models side by side (BALISTD's Table 2 / Table 7): grids of two models, then their finished runs
+    python examples/istd_dnanet.py --profile quick --model sfim_acm --data-root ../shared/data/NUAA-SIRST \
+        --strategies learned --seeds 0,1,2 --jobs 2 --out runs/nuaa_sfim
+    python examples/istd_dnanet.py --compare ACM=runs/nuaa_grid/learned "ACM + SFIM"=runs/nuaa_sfim/learned
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="resume interrupted runs; reuse finished runs and reports")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: tabulate the finished runs of the grid and list the missing ones")
+    p.add_argument("--compare", nargs="+", metavar="LABEL=DIR", default=None,
+                   help="train nothing: compare the finished seed<k>/ runs of several folders, e.g. "
+                        "--compare ACM=runs/nuaa/banded 'ACM + SFIM'=runs/nuaa_sfim/banded (one column per label, "
+                        "paired differences against the first label)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -112,6 +120,9 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.compare:
+        print(compare_runs(args.compare), flush=True)
+        return 0
     profile = args.profile or ("quick" if args.data_root else "demo")
     template = dict(PROFILES[profile])
     for key in ("model", "epochs", "steps_per_epoch", "batch_size", "lr", "warmup_epochs", "bce_weight", "policy_lr",
@@ -172,14 +183,47 @@ def finished_runs(runs: list[TrainConfig]) -> tuple[list[dict[str, Any]], list[T
     """The runs whose training and evaluation are both saved, and the configurations still missing."""
     done, missing = [], []
     for config in runs:
-        folder = Path(config.out_dir)
-        if (folder / "done.json").is_file() and (folder / "bench" / "robustness.json").is_file():
-            summary = json.loads((folder / "done.json").read_text())
-            done.append({"strategy": config.strategy, "seed": config.seed, "failed": bool(summary.get("failed")),
-                         "train": summary, "report": RobustnessReport.from_json(folder / "bench" / "robustness.json")})
+        run = load_run(Path(config.out_dir), config.strategy, config.seed)
+        if run is not None:
+            done.append(run)
         else:
             missing.append(config)
     return done, missing
+
+
+def load_run(folder: Path, label: str, seed: int) -> dict[str, Any] | None:
+    """A finished run (``done.json`` and ``bench/robustness.json``) as a results row, else None."""
+    if not ((folder / "done.json").is_file() and (folder / "bench" / "robustness.json").is_file()):
+        return None
+    summary = json.loads((folder / "done.json").read_text())
+    return {"strategy": label, "seed": seed, "failed": bool(summary.get("failed")), "train": summary,
+            "report": RobustnessReport.from_json(folder / "bench" / "robustness.json")}
+
+
+def compare_runs(specs: list[str]) -> str:
+    """Markdown comparing the finished ``seed<k>/`` runs of several folders (``LABEL=DIR`` each).
+
+    One column per label (mean +- std over its seeds, failed runs left out and listed) and the
+    per-seed paired differences against the first label, on the seeds both have.
+    """
+    folders: dict[str, Path] = {}
+    for spec in specs:
+        label, sep, folder = spec.partition("=")
+        if not sep or not label.strip() or not folder.strip():
+            raise SystemExit(f"--compare takes LABEL=DIR, e.g. ACM=runs/nuaa/banded; got {spec!r}")
+        if label in folders:
+            raise SystemExit(f"--compare labels must be distinct; {label!r} is given twice")
+        folders[label] = Path(folder)
+    results = []
+    for label, folder in folders.items():
+        seeds = sorted(int(d.name[4:]) for d in folder.glob("seed*") if d.name[4:].isdigit())
+        rows = [r for r in (load_run(folder / f"seed{k}", label, k) for k in seeds) if r is not None]
+        if not rows:
+            raise SystemExit(f"--compare {label}={folder}: no finished run there (expected seed<k>/done.json "
+                             "and seed<k>/bench/robustness.json)")
+        results += rows
+    labels = list(folders)
+    return results_tables(results, labels, reference=labels[0])
 
 
 def run_one(config: TrainConfig, *, severities: tuple[int, ...], bench_seed: int, resume: bool, progress: bool,

@@ -340,6 +340,13 @@ def test_harness_runs_strategies_over_seeds_with_paired_differences(tmp_path: Pa
     assert text.count("the detector collapsed") == 4
     assert ex.main(argv + ["--resume"]) == 0  # type: ignore[attr-defined]  # reuses every finished run
     assert json.loads((out / "results.json").read_text()) == runs
+    # --compare tabulates finished folders side by side (here: every run failed, so they are listed)
+    text = ex.compare_runs([f"R={out / 'random'}", f"B={out / 'banded'}"])  # type: ignore[attr-defined]
+    assert text.count("the detector collapsed") == 4 and "- B seed 1:" in text
+    with pytest.raises(SystemExit, match="LABEL=DIR"):
+        ex.compare_runs([str(out / "random")])  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit, match="no finished run there"):
+        ex.compare_runs([f"X={tmp_path}"])  # type: ignore[attr-defined]
 
 
 def test_paired_table_reports_per_seed_differences() -> None:
@@ -359,6 +366,26 @@ def test_paired_table_reports_per_seed_differences() -> None:
     table = ex.paired_table(results, ["random", "banded"])  # type: ignore[attr-defined]
     row = next(line for line in table.splitlines() if "banded | mean corrupted IoU" in line)
     assert "0: +5.00, 1: -1.00" in row and "+2.00 +- 4.24" in row and "| 1/2 |" in row
+
+
+def test_compare_puts_finished_folders_side_by_side_with_paired_differences(tmp_path: Path) -> None:
+    ex = _example()
+    from advcorrupt.benchmark import RobustnessReport, SettingResult
+
+    def run(folder: Path, clean: float, corr: float) -> None:
+        (folder / "bench").mkdir(parents=True)
+        (folder / "done.json").write_text(json.dumps({"failed": False}))
+        RobustnessReport(clean={"iou": clean, "niou": clean, "pd": 1.0, "fa": 1.0}, corruptions=("contrast",),
+                         severities=(1,), results=(SettingResult("contrast", 1, corr, corr, 0.5, 1.0, 0.5),),
+                         seed=0, num_images=1, model_name="m").save(folder / "bench")
+
+    for seed, (a, b) in enumerate(((0.30, 0.33), (0.32, 0.31), (0.31, 0.36))):
+        run(tmp_path / "acm" / f"seed{seed}", 0.6, a)
+        run(tmp_path / "sfim" / f"seed{seed}", 0.6, b)
+    text = ex.compare_runs([f"ACM={tmp_path / 'acm'}", f"ACM + SFIM={tmp_path / 'sfim'}"])  # type: ignore[attr-defined]
+    assert "| metric | ACM | ACM + SFIM |" in text
+    row = next(line for line in text.splitlines() if "ACM + SFIM | mean corrupted IoU" in line)
+    assert "0: +3.00, 1: -1.00, 2: +5.00" in row and "| 2/3 |" in row
 
 
 def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: ActionSpace) -> None:
