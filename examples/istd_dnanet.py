@@ -25,7 +25,7 @@ Examples::
     # models side by side (BALISTD's Table 2 / Table 7): grids of two models, then their finished runs
     python examples/istd_dnanet.py --profile quick --model sfim_acm --data-root ../shared/data/NUAA-SIRST \
         --strategies learned --seeds 0,1,2 --jobs 2 --out runs/nuaa_sfim
-    python examples/istd_dnanet.py --compare ACM=runs/nuaa_grid/learned "ACM + SFIM"=runs/nuaa_sfim/learned
+    python examples/istd_dnanet.py --compare ACM=runs/nuaa_grid/learned "ACM + SFIM"=runs/nuaa_sfim/learned --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -121,7 +121,11 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.compare:
-        print(compare_runs(args.compare), flush=True)
+        try:
+            only = parse_seeds(args.seeds, 0) if args.seeds is not None else None
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        print(compare_runs(args.compare, seeds=only), flush=True)
         return 0
     profile = args.profile or ("quick" if args.data_root else "demo")
     template = dict(PROFILES[profile])
@@ -200,11 +204,12 @@ def load_run(folder: Path, label: str, seed: int) -> dict[str, Any] | None:
             "report": RobustnessReport.from_json(folder / "bench" / "robustness.json")}
 
 
-def compare_runs(specs: list[str]) -> str:
+def compare_runs(specs: list[str], *, seeds: list[int] | None = None) -> str:
     """Markdown comparing the finished ``seed<k>/`` runs of several folders (``LABEL=DIR`` each).
 
     One column per label (mean +- std over its seeds, failed runs left out and listed) and the
-    per-seed paired differences against the first label, on the seeds both have.
+    per-seed paired differences against the first label, on the seeds both have. ``seeds``
+    (``--seeds``) keeps only those seeds, so every column averages the same ones.
     """
     folders: dict[str, Path] = {}
     for spec in specs:
@@ -216,8 +221,9 @@ def compare_runs(specs: list[str]) -> str:
         folders[label] = Path(folder)
     results = []
     for label, folder in folders.items():
-        seeds = sorted(int(d.name[4:]) for d in folder.glob("seed*") if d.name[4:].isdigit())
-        rows = [r for r in (load_run(folder / f"seed{k}", label, k) for k in seeds) if r is not None]
+        found = sorted(int(d.name[4:]) for d in folder.glob("seed*") if d.name[4:].isdigit())
+        found = [k for k in found if seeds is None or k in seeds]
+        rows = [r for r in (load_run(folder / f"seed{k}", label, k) for k in found) if r is not None]
         if not rows:
             raise SystemExit(f"--compare {label}={folder}: no finished run there (expected seed<k>/done.json "
                              "and seed<k>/bench/robustness.json)")

@@ -386,6 +386,8 @@ def test_compare_puts_finished_folders_side_by_side_with_paired_differences(tmp_
     assert "| metric | ACM | ACM + SFIM |" in text
     row = next(line for line in text.splitlines() if "ACM + SFIM | mean corrupted IoU" in line)
     assert "0: +3.00, 1: -1.00, 2: +5.00" in row and "| 2/3 |" in row
+    only = ex.compare_runs([f"ACM={tmp_path / 'acm'}", f"S={tmp_path / 'sfim'}"], seeds=[0, 2])  # type: ignore[attr-defined]
+    assert "0: +3.00, 2: +5.00 |" in only and "(seeds): ACM: 2, S: 2" in only
 
 
 def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: ActionSpace) -> None:
