@@ -7,13 +7,18 @@ AMP scaler on CUDA, own logging). The adversary enters with:
     ...
     trainer.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())  # (2) after the step
 
+Adversaries rewarded with learning progress (``strategy="learnable"``; ``trainer.needs_losses_after``)
+also want the same losses once more after the optimizer step; the loop computes them only then.
+
 Runs in well under a minute on CPU (64x64 synthetic infrared scenes, a few dozen steps).
 
     python examples/wrap_existing_loop.py
+    python examples/wrap_existing_loop.py learnable      # any strategy name
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import segmentation_models_pytorch as smp
@@ -25,7 +30,7 @@ from advcorrupt.losses import SoftIoULoss
 from advcorrupt.trainer import AdversarialCorruptionTrainer
 
 
-def main(steps: int = 30, batch_size: int = 4, size: int = 64) -> None:
+def main(steps: int = 30, batch_size: int = 4, size: int = 64, strategy: str = "learned") -> None:
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=1).to(device)
@@ -36,7 +41,7 @@ def main(steps: int = 30, batch_size: int = 4, size: int = 64) -> None:
 
     # The adversary. It never owns the loop: it only corrupts and learns from the losses.
     trainer = AdversarialCorruptionTrainer(
-        model, optimizer, loss_fn, generator=torch.Generator(device=device).manual_seed(0),
+        model, optimizer, loss_fn, strategy=strategy, generator=torch.Generator(device=device).manual_seed(0),
     )
 
     start = time.perf_counter()
@@ -54,7 +59,12 @@ def main(steps: int = 30, batch_size: int = 4, size: int = 64) -> None:
         scaler.update()
         # (2) REINFORCE on the same losses: the default adversary is rewarded with each image's
         # damage, loss(corrupted) - loss(clean), so it gets the clean losses too
-        stats = trainer.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach())
+        after = {}
+        if trainer.needs_losses_after:  # "progress" rewards: the losses again, with the updated weights
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                again = loss_fn(model(torch.cat([images, x_hat])), torch.cat([masks, masks])).float()
+            after = {"corrupted_loss_after": again[b:], "clean_loss_after": again[:b]}
+        stats = trainer.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), **after)
         if step % 10 == 0:
             print(
                 f"step {step:3d}  loss {loss.item():.3f}  clean {per_sample[:b].mean().item():.3f}  "
@@ -70,4 +80,4 @@ def main(steps: int = 30, batch_size: int = 4, size: int = 64) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(strategy=sys.argv[1] if len(sys.argv) > 1 else "learned")

@@ -214,6 +214,14 @@ def test_two_line_integration_passes_the_losses_after_the_update(toy_space: Acti
     torch.testing.assert_close(stats["reward"], 0.5 * (loss[8:] - loss[:8]).mean())
 
 
+@pytest.mark.parametrize("strategy", ["learnable", "banded"])
+def test_the_two_line_example_runs_adversaries_with_and_without_a_second_forward(
+    strategy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _example("wrap_existing_loop").main(steps=2, batch_size=2, size=32, strategy=strategy)  # type: ignore[attr-defined]
+    assert "2 steps in" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- coverage (issue 9, item 5)
 def test_default_adversary_finds_the_weakness_and_starves_no_corruption(toy_space: ActionSpace) -> None:
     """Against a frozen detector that only one of K corruptions hurts: (a) its probability rises to
@@ -297,9 +305,9 @@ def test_collapsed_run_is_warned_about_and_marked_failed(tmp_path: Path) -> None
 
 
 # ----------------------------------------------------------------------------- the multi-seed harness
-def _example() -> object:
-    path = Path(__file__).resolve().parents[1] / "examples" / "istd_dnanet.py"
-    spec = importlib.util.spec_from_file_location("istd_dnanet_example", path)
+def _example(name: str = "istd_dnanet") -> object:
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
