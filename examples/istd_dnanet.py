@@ -327,8 +327,10 @@ def plot_policy_shares(folders: list[Path], path: Path, *, title: str) -> None:
 # ------------------------------------------------------------------------------------ tables
 def _scalars(report: RobustnessReport) -> dict[str, float]:
     per = report.per_corruption
+    levels = {f"level {s} IoU": statistics.fmean(r.iou for r in report.results if r.severity == s)
+              for s in report.severities if any(r.severity == s for r in report.results)}
     return {"clean IoU": report.clean["iou"], "mean corrupted IoU": report.mean_corrupted_iou,
-            "mean RCE": report.mean_rce, **{f"{name} IoU": per[name]["iou"] for name in per}}
+            "mean RCE": report.mean_rce, **levels, **{f"{name} IoU": per[name]["iou"] for name in per}}
 
 
 def results_tables(results: list[dict[str, Any]], strategies: list[str], *, reference: str = "random") -> str:
@@ -353,7 +355,8 @@ def results_tables(results: list[dict[str, Any]], strategies: list[str], *, refe
 
 
 def paired_table(results: list[dict[str, Any]], strategies: list[str], *, reference: str = "random") -> str:
-    """Per-seed differences (strategy - reference) of clean and mean corrupted IoU, in points."""
+    """Per-seed differences (strategy - reference) of mean corrupted IoU, clean IoU and the IoU
+    at each test severity (mean over corruptions), in points."""
     by = {(r["strategy"], r["seed"]): _scalars(r["report"]) for r in results}
     lines = [f"Paired differences against `{reference}` (points; same seed = same initial weights and data order)\n",
              "| strategy | metric | per seed | mean +- std | wins |", "|---|---|---|---:|---:|"]
@@ -363,7 +366,10 @@ def paired_table(results: list[dict[str, Any]], strategies: list[str], *, refere
         seeds = sorted(s for (name, s) in by if name == st and (reference, s) in by)
         if not seeds:
             continue
-        for metric in ("mean corrupted IoU", "clean IoU"):
+        levels = [m for m in by[(st, seeds[0])] if m.startswith("level ")]
+        for metric in ("mean corrupted IoU", "clean IoU", *levels):
+            if any(metric not in by[(name, s)] for s in seeds for name in (st, reference)):
+                continue
             diffs = [100 * (by[(st, s)][metric] - by[(reference, s)][metric]) for s in seeds]
             sd = f"{statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "n/a"
             per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(seeds, diffs))

@@ -374,6 +374,8 @@ def test_paired_table_reports_per_seed_differences() -> None:
     table = ex.paired_table(results, ["random", "banded"])  # type: ignore[attr-defined]
     row = next(line for line in table.splitlines() if "banded | mean corrupted IoU" in line)
     assert "0: +5.00, 1: -1.00" in row and "+2.00 +- 4.24" in row and "| 1/2 |" in row
+    level = next(line for line in table.splitlines() if "banded | level 1 IoU" in line)  # one level here
+    assert "0: +5.00, 1: -1.00" in level
 
 
 def test_compare_puts_finished_folders_side_by_side_with_paired_differences(tmp_path: Path) -> None:
