@@ -25,7 +25,7 @@ import contextlib
 import math
 import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -40,7 +40,7 @@ from .policy.action_space import ActionSpace
 from .policy.reinforce import PolicySample
 from .policy.strategies import Strategy, make_strategy
 
-__all__ = ["AdversarialCorruptionTrainer"]
+__all__ = ["AdversarialCorruptionTrainer", "frozen_buffers"]
 
 
 class AdversarialCorruptionTrainer:
@@ -189,7 +189,7 @@ class AdversarialCorruptionTrainer:
             enabled=self.cuda_graphs and action_space._resolve_grouping(self.device) != "subset",
         )
         self._pending: PolicySample | None = None
-        self._probe: tuple[Tensor, Tensor, Any] | None = None  # the step's batch, kept for "progress" rewards
+        self._probe: tuple[Tensor, Tensor] | None = None  # the step's batch, kept for "progress" rewards
         # (B,) actions drawn by the last corrupt() call (empty for "none"), for logging.
         self.last_actions: Tensor | None = None
         self.num_steps = 0
@@ -227,9 +227,9 @@ class AdversarialCorruptionTrainer:
         """Whether :meth:`update_policy` needs the losses recomputed after the detector's update."""
         if self._strategy is not None:
             return self._strategy.needs_after
-        from .policy.adversaries import get_adversary
+        from .policy.adversaries import needs_losses_after
 
-        return _is_learned(self._strategy_name) and get_adversary(self._strategy_name).needs_after
+        return needs_losses_after(self._strategy_name)
 
     def policy_probabilities(self, images: Tensor) -> Tensor:
         """Action probabilities ``p(a | x)`` the strategy would draw from, (B, ``action_space.size``).
@@ -373,15 +373,10 @@ class AdversarialCorruptionTrainer:
             inputs = self.preprocess(inputs)
         if self._model_channels_last():
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        ctx = (
-            torch.autocast(device_type=inputs.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with ctx:
+        with self._autocast(inputs):
             outputs = self.model(inputs)
             per_sample = self._per_sample_loss(outputs, targets)
-        self._probe = (inputs, targets, ctx) if self.strategy.needs_after else None
+        self._probe = (inputs, targets) if self.strategy.needs_after else None
         loss_clean = per_sample[:b].mean()
         if self.strategy.corrupts:
             loss_corrupted = per_sample[b:].mean()
@@ -445,19 +440,19 @@ class AdversarialCorruptionTrainer:
         return self.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), valid=valid, **after)
 
     @torch.no_grad()
-    def _losses_now(self, inputs: Tensor, targets: Tensor, ctx: Any) -> Tensor:
+    def _losses_now(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Per-sample losses of the same batch with the current weights, the model's buffers left as they were.
 
         The forward runs in the model's current (training) mode, as the step's did, so the two
         losses differ by the update only; running statistics and other buffers are restored.
         """
-        saved = [(buf, buf.clone()) for buf in self.model.buffers()]
-        try:
-            with ctx:
-                return self._per_sample_loss(self.model(inputs), targets).float()
-        finally:
-            for buf, value in saved:
-                buf.copy_(value)
+        with frozen_buffers(self.model), self._autocast(inputs):
+            return self._per_sample_loss(self.model(inputs), targets).float()
+
+    def _autocast(self, inputs: Tensor) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=inputs.device.type, dtype=self.autocast_dtype)
 
     def _count_host_skip(self, ok: bool) -> None:
         if ok:
@@ -668,6 +663,25 @@ class AdversarialCorruptionTrainer:
             total = per if total is None else total + per
         assert total is not None
         return total / len(heads)
+
+
+@contextlib.contextmanager
+def frozen_buffers(module: nn.Module) -> Iterator[None]:
+    """Restore every buffer of ``module`` (batch-norm running statistics, counters) on exit.
+
+    For a probe forward in training mode that must not count as training, e.g. the losses after
+    the update that ``"progress"`` rewards need::
+
+        with torch.no_grad(), frozen_buffers(model):
+            again = loss_fn(model(torch.cat([images, x_hat])), torch.cat([masks, masks]))
+    """
+    saved = [(buf, buf.detach().clone()) for buf in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def _check_binary(masks: Tensor) -> None:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from advcorrupt.data import SyntheticIRSTD
 from advcorrupt.losses import SoftIoULoss
-from advcorrupt.trainer import AdversarialCorruptionTrainer
+from advcorrupt.trainer import AdversarialCorruptionTrainer, frozen_buffers
 
 
 def main(steps: int = 30, batch_size: int = 4, size: int = 64, strategy: str = "learned") -> None:
@@ -61,7 +61,9 @@ def main(steps: int = 30, batch_size: int = 4, size: int = 64, strategy: str = "
         # damage, loss(corrupted) - loss(clean), so it gets the clean losses too
         after = {}
         if trainer.needs_losses_after:  # "progress" rewards: the losses again, with the updated weights
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            # (a probe, not training: frozen_buffers keeps batch-norm statistics as the step left them)
+            with torch.no_grad(), frozen_buffers(model), \
+                    torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
                 again = loss_fn(model(torch.cat([images, x_hat])), torch.cat([masks, masks])).float()
             after = {"corrupted_loss_after": again[b:], "clean_loss_after": again[:b]}
         stats = trainer.update_policy(per_sample[b:].detach(), clean_loss=per_sample[:b].detach(), **after)

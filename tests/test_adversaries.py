@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import math
@@ -192,9 +193,22 @@ def test_step_rewards_progress_with_one_probe_forward_that_leaves_the_model_as_a
     assert not torch.allclose(seen["after_corrupted"], seen["corrupted"]), "the update changed the losses"
 
 
-def copy_module(module: nn.Module) -> nn.Module:
-    import copy
+def test_frozen_buffers_undo_a_probe_forward_and_only_that() -> None:
+    from advcorrupt.policy.adversaries import needs_losses_after
+    from advcorrupt.trainer import frozen_buffers
 
+    det, x = _BNDetector().train(), torch.rand(4, 1, 8, 8)
+    before = copy.deepcopy(det.state_dict())
+    with torch.no_grad(), frozen_buffers(det):
+        det(x)
+        assert not torch.equal(det.bn.running_mean, before["bn.running_mean"]), "the probe did move the statistics"
+    for name, value in det.state_dict().items():
+        torch.testing.assert_close(value, before[name], msg=name)
+    assert needs_losses_after("learnable") and not needs_losses_after("banded")
+    assert not needs_losses_after("random") and not needs_losses_after(None)
+
+
+def copy_module(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module).train()
 
 

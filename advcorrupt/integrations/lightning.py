@@ -220,14 +220,13 @@ class AdversarialCorruption(pl.Callback):
 
 def _check_no_probe(strategy: object) -> None:
     """Adversaries rewarded with ``"progress"`` need a second forward after the update: not done here."""
-    from ..policy.adversaries import get_adversary, list_adversaries
+    from ..policy.adversaries import get_adversary, needs_losses_after
 
-    if isinstance(strategy, str) and (strategy == "learned" or strategy in list_adversaries()):
-        adversary = get_adversary(strategy)
-        if adversary.needs_after:
-            raise ValueError(
-                f"strategy={strategy!r}: adversary {adversary.name!r} is rewarded with {adversary.reward!r}, which "
-                "needs the losses recomputed after each optimizer step; the Lightning callback does not run that "
-                "extra forward. Use another adversary (e.g. 'banded') or AdversarialCorruptionTrainer.step / the "
-                "two-line integration with update_policy(..., corrupted_loss_after=, clean_loss_after=)"
-            )
+    if needs_losses_after(strategy):
+        adversary = get_adversary(strategy)  # type: ignore[arg-type]
+        raise ValueError(
+            f"strategy={strategy!r}: adversary {adversary.name!r} is rewarded with {adversary.reward!r}, which "
+            "needs the losses recomputed after each optimizer step; the Lightning callback does not run that "
+            "extra forward. Use another adversary (e.g. 'banded') or AdversarialCorruptionTrainer.step / the "
+            "two-line integration with update_policy(..., corrupted_loss_after=, clean_loss_after=)"
+        )

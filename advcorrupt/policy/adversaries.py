@@ -35,6 +35,7 @@ __all__ = [
     "Adversary",
     "get_adversary",
     "list_adversaries",
+    "needs_losses_after",
     "register_adversary",
 ]
 
@@ -162,6 +163,13 @@ def register_adversary(adversary: Adversary) -> Adversary:
 def list_adversaries() -> list[str]:
     """Names of the registered adversaries."""
     return list(_ADVERSARIES)
+
+
+def needs_losses_after(strategy: object) -> bool:
+    """Whether ``strategy`` names an adversary whose reward needs the losses after the detector's update."""
+    if not isinstance(strategy, str) or (strategy != "learned" and strategy not in _ADVERSARIES):
+        return False
+    return get_adversary(strategy).needs_after
 
 
 def get_adversary(name: str) -> Adversary:
