@@ -58,7 +58,7 @@ PROFILES: dict[str, dict[str, object]] = {
     # A 5-epoch linear warm-up and a per-sample BCE term next to Soft-IoU keep the high rate from
     # collapsing the detector to all-background on some seeds (docs/results.md: without them seed 1
     # of `random` collapsed; with the warm-up alone seed 1 of `banded` still did). The model is ACM
-    # + SFIM: over three seeds it beat ACM by 2.4 points of mean corrupted IoU at 1.25x the training
+    # + SFIM: over three seeds it beat ACM by 2.4 points of mean corrupted IoU at 1.21x the training
     # time (docs/results.md); the issue-9 grid itself is ACM (--model acm).
     "quick": dict(model="sfim_acm", epochs=80, batch_size=8, patch_size=256, lr=5e-3, warmup_epochs=5, bce_weight=1.0,
                   policy_lr=1e-2, eval_every=20),
