@@ -45,6 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="a missing or unreadable image/mask: stop with an error naming it, or skip it with a report")
     p.add_argument("--bce-weight", type=float, default=0.0,
                    help="add this weight x per-sample BCE to the Soft-IoU loss (guards against all-background collapse)")
+    p.add_argument("--bce-pos-weight", type=float, default=1.0,
+                   help="weight of the target pixels inside the BCE term (1: unweighted)")
     p.add_argument("--deterministic", action="store_true",
                    help="reproducible CUDA runs (deterministic kernels, no cuDNN autotuning); slower on GPU")
     p.add_argument("--policy-lr", type=float, default=1e-2, help="policy SGD learning rate (paper: 1e-4)")
@@ -84,7 +86,8 @@ def config_from_args(args: argparse.Namespace) -> object:
         dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
-        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, bce_weight=args.bce_weight, on_bad_file=args.on_bad_file, deterministic=args.deterministic,
+        warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, bce_weight=args.bce_weight,
+        bce_pos_weight=args.bce_pos_weight, on_bad_file=args.on_bad_file, deterministic=args.deterministic,
         reinforce_kwargs=args.reinforce_kwargs,
         lam=args.lam, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
         device=args.device, out_dir=args.out_dir, keep_last=args.keep_last,

@@ -89,6 +89,9 @@ class TrainConfig:
         bce_weight: weight of a per-sample binary cross-entropy added to the Soft-IoU loss (0: the
             paper's Soft-IoU alone); it keeps a gradient on target pixels when every logit is far
             below zero, the all-background collapse (docs/results.md).
+        bce_pos_weight: weight of the target pixels inside the BCE term (1: unweighted); targets
+            cover ~0.1% of an infrared image, so a plain mean pulls the background down far harder
+            than it pulls the targets up.
         deterministic: set torch's reproducibility switches (deterministic algorithms, cuDNN
             without autotuning, ``CUBLAS_WORKSPACE_CONFIG``); matters on CUDA, slower there.
         policy_lr: policy SGD learning rate (paper: 1e-4, which barely moves the policy within a
@@ -126,6 +129,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     grad_clip: float | None = None
     bce_weight: float = 0.0
+    bce_pos_weight: float = 1.0
     on_bad_file: str = "error"
     deterministic: bool = False
     policy_lr: float = 1e-2
@@ -170,6 +174,11 @@ class TrainConfig:
             raise ValueError(f"on_bad_file must be 'error' or 'skip'; got {self.on_bad_file!r} (--on-bad-file)")
         if not isinstance(self.bce_weight, (int, float)) or not math.isfinite(self.bce_weight) or self.bce_weight < 0:
             raise ValueError(f"bce_weight must be a finite number >= 0; got {self.bce_weight!r}")
+        if (
+            isinstance(self.bce_pos_weight, bool) or not isinstance(self.bce_pos_weight, (int, float))
+            or not math.isfinite(self.bce_pos_weight) or self.bce_pos_weight <= 0
+        ):
+            raise ValueError(f"bce_pos_weight must be a finite number > 0; got {self.bce_pos_weight!r}")
         if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
             raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}")
         if self.amp not in _AMP:
@@ -782,7 +791,7 @@ def _build_run(config: TrainConfig) -> _Run:
         policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
         policy_kwargs=dict(config.policy_kwargs) or None, in_channels=1, max_grad_norm=config.grad_clip,
-        loss_fn=SoftIoULoss(reduction="none", bce_weight=config.bce_weight),
+        loss_fn=SoftIoULoss(reduction="none", bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight),
     )
     return _Run(
         config, d, device, Path(config.out_dir), action_space, train_ds, test_ds, preprocess, model, ddp_model,

@@ -8,6 +8,8 @@ the BasicIRSTD / DNANet code base. ``reduction="none"`` gives the per-sample los
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,11 +36,15 @@ class SoftIoULoss(nn.Module):
     cross-entropy. Soft IoU alone has a dead end: once every logit is far below zero (the
     all-background collapse seen on NUAA-SIRST), ``sigmoid'`` is ~0 and no gradient reaches the
     target pixels; the cross-entropy's gradient ``p - y`` on a target pixel stays ~ -1 there.
+    ``bce_pos_weight=k`` multiplies the target pixels' cross-entropy by ``k`` (torch's
+    ``pos_weight``): with targets ~0.1% of the pixels, a plain mean lets the background's pull
+    toward zero outweigh the targets' pull up ~10 to 1 at the start of training.
 
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses, shape (B,)).
         smooth: the smooth term ``s``; must be >= 0.
         bce_weight: weight of the per-sample mean binary cross-entropy term (0: Soft IoU only).
+        bce_pos_weight: weight of the target pixels inside that term (1: unweighted); > 0.
 
     Shape:
         logits: (B, C, H, W) raw model outputs. target: (B, C, H, W) (or broadcastable) in {0, 1}.
@@ -55,7 +61,9 @@ class SoftIoULoss(nn.Module):
         torch.Size([2])
     """
 
-    def __init__(self, reduction: str = "mean", *, smooth: float = 1.0, bce_weight: float = 0.0) -> None:
+    def __init__(
+        self, reduction: str = "mean", *, smooth: float = 1.0, bce_weight: float = 0.0, bce_pos_weight: float = 1.0
+    ) -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}; got {reduction!r}")
@@ -63,9 +71,14 @@ class SoftIoULoss(nn.Module):
             raise ValueError(f"smooth must be >= 0; got {smooth}")
         if isinstance(bce_weight, bool) or not isinstance(bce_weight, (int, float)) or not bce_weight >= 0:
             raise ValueError(f"bce_weight must be a number >= 0; got {bce_weight!r}")
+        if isinstance(bce_pos_weight, bool) or not isinstance(bce_pos_weight, (int, float)) or not (
+            0 < bce_pos_weight < math.inf
+        ):
+            raise ValueError(f"bce_pos_weight must be a finite number > 0; got {bce_pos_weight!r}")
         self.reduction = reduction
         self.smooth = float(smooth)
         self.bce_weight = float(bce_weight)
+        self.bce_pos_weight = float(bce_pos_weight)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if not isinstance(logits, Tensor) or logits.ndim < 2:
@@ -80,7 +93,8 @@ class SoftIoULoss(nn.Module):
         union = p.sum(dims) + y.sum(dims) - inter
         loss = 1.0 - (inter + self.smooth) / (union + self.smooth)
         if self.bce_weight > 0:
-            bce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
+            pos_weight = torch.tensor(self.bce_pos_weight, device=p.device) if self.bce_pos_weight != 1.0 else None
+            bce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none", pos_weight=pos_weight)
             loss = loss + self.bce_weight * bce.mean(dims)
         if self.reduction == "mean":
             return loss.mean()
@@ -89,4 +103,4 @@ class SoftIoULoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, smooth={self.smooth}, bce_weight={self.bce_weight}"
+        return f"reduction={self.reduction!r}, smooth={self.smooth}, bce_weight={self.bce_weight}, bce_pos_weight={self.bce_pos_weight}"

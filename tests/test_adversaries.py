@@ -447,3 +447,34 @@ def test_bce_term_keeps_a_gradient_on_targets_of_a_collapsed_detector() -> None:
     assert torch.allclose(loss.detach(), plain + bce)
     with pytest.raises(ValueError, match="bce_weight must be a number >= 0"):
         SoftIoULoss(bce_weight=-1.0)
+
+
+def test_bce_pos_weight_scales_the_pull_on_target_pixels_only() -> None:
+    from advcorrupt.losses import SoftIoULoss
+
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, 6:8, 6:8] = 1
+    logits = torch.full((2, 1, 16, 16), -4.0, requires_grad=True)
+    SoftIoULoss("none", bce_weight=1.0)(logits, mask).sum().backward()
+    assert logits.grad is not None
+    plain = logits.grad.clone()
+    logits.grad = None
+    SoftIoULoss("none", bce_weight=1.0, bce_pos_weight=10.0)(logits, mask).sum().backward()
+    assert logits.grad is not None
+    on, off = mask > 0, mask == 0
+    assert torch.allclose(logits.grad[off], plain[off])  # the background's pull is unchanged
+    soft = torch.autograd.grad(SoftIoULoss("none")(logits, mask).sum(), logits)[0]
+    # the cross-entropy part of a target pixel's gradient is 10x the unweighted one
+    assert torch.allclose(logits.grad[on] - soft[on], 10 * (plain[on] - soft[on]), rtol=1e-4)
+    # at the start of training (every pixel at the 1% prior) the targets' summed pull now beats the background's
+    start = torch.full((1, 1, 256, 256), math.log(0.01 / 0.99), requires_grad=True)
+    target = torch.zeros(1, 1, 256, 256)
+    target[..., 100:108, 100:108] = 1  # 64 pixels, ~0.1%
+    for pos_weight, targets_win in ((1.0, False), (20.0, True)):  # 64 x 0.99 x w against 65472 x 0.01
+        bce = nn.functional.binary_cross_entropy_with_logits(
+            start, target, pos_weight=torch.tensor(pos_weight), reduction="sum")
+        (g,) = torch.autograd.grad(bce, start)
+        assert bool(g[target > 0].abs().sum() > g[target == 0].abs().sum()) is targets_win
+    for bad in (0.0, -2.0, float("inf"), True):
+        with pytest.raises(ValueError, match="bce_pos_weight must be a finite number > 0"):
+            SoftIoULoss(bce_weight=1.0, bce_pos_weight=bad)

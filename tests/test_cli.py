@@ -100,6 +100,7 @@ def _no_layout(tmp_path: Path) -> str:
         (["--severities", "1,7"], r"severities must be in \[1, 5\]"),
         (["--data-root", "NO_LAYOUT"], r"lacks the ISTD layout: missing masks/, img_idx/"),
         (["--batch-size", "0"], r"batch_size must be an int >= 1; got 0"),
+        (["--bce-pos-weight", "-1"], r"bce_pos_weight must be a finite number > 0; got -1.0"),
     ],
 )
 def test_train_configuration_errors_exit_2_and_write_nothing(

@@ -542,6 +542,7 @@ def _bad_layout(tmp_path: Path) -> str:
     [
         ({"model": "resnet9000"}, KeyError, r"unknown model 'resnet9000'; choose one of .*--model"),
         ({"strategy": "hurricane"}, ValueError, r"unknown strategy 'hurricane'.*--strategy"),
+        ({"bce_pos_weight": 0.0}, ValueError, r"bce_pos_weight must be a finite number > 0; got 0.0"),
         ({"severities": (1, 9)}, ValueError, r"severities must be in \[1, 5\].*got \[9\].*--severities"),
         ({"corruptions": ("gaussian_noise", "fog_of_war")}, KeyError, r"fog_of_war.*--corruptions"),
         ({"data_root": "MISSING"}, FileNotFoundError, r"does not exist.*--data-root"),
