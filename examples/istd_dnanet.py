@@ -189,11 +189,15 @@ def run_grid(runs: list[TrainConfig], job: dict[str, Any], *, jobs: int) -> list
 
 
 def finished_runs(runs: list[TrainConfig]) -> tuple[list[dict[str, Any]], list[TrainConfig]]:
-    """The runs whose training and evaluation are both saved, and the configurations still missing."""
+    """The runs whose training and evaluation are both saved, and the configurations still missing.
+
+    A saved run trained under another recipe than ``runs`` ask for is an error, never a row.
+    """
     done, missing = [], []
     for config in runs:
         run = load_run(Path(config.out_dir), config.strategy, config.seed)
         if run is not None:
+            check_same_recipe(run, config)
             done.append(run)
         else:
             missing.append(config)
@@ -205,8 +209,46 @@ def load_run(folder: Path, label: str, seed: int) -> dict[str, Any] | None:
     if not ((folder / "done.json").is_file() and (folder / "bench" / "robustness.json").is_file()):
         return None
     summary = json.loads((folder / "done.json").read_text())
+    saved = folder / "config.json"
     return {"strategy": label, "seed": seed, "failed": bool(summary.get("failed")), "train": summary,
+            "recipe": recipe(json.loads(saved.read_text())) if saved.is_file() else None, "folder": str(folder),
             "report": RobustnessReport.from_json(folder / "bench" / "robustness.json")}
+
+
+# Configuration fields a table compares on purpose (strategy, seed) or that do not change what a run
+# measures (where and how often it writes, how it treats bad files); every other field is its recipe.
+_NOT_RECIPE = frozenset({"strategy", "seed", "out_dir", "data_root", "keep_last", "checkpoint_every",
+                         "max_consecutive_skips", "num_workers", "log_format", "on_bad_file"})
+
+
+def recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run's numbers depend on besides its strategy and seed, from its saved ``config.json``.
+
+    A field missing from an older ``config.json`` ran at its default (new fields default to the
+    old behaviour). The device counts by kind (``cuda:1`` is ``cuda``) and the dataset by its
+    folder's name, so the same data under another path is the same recipe.
+    """
+    full = {**TrainConfig().to_dict(), **config}
+    out = {k: v for k, v in full.items() if k not in _NOT_RECIPE}
+    out["device"] = str(full["device"] or "cpu").split(":")[0]
+    out["data"] = Path(full["data_root"]).name if full["data_root"] else "synthetic"
+    return out
+
+
+def recipe_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``field: a vs b`` for each recipe field where ``a`` and ``b`` differ."""
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_same_recipe(run: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse a saved run whose recipe differs from the one ``config`` asks for (a mixed table)."""
+    if run["recipe"] is None:
+        return
+    diff = recipe_differences(run["recipe"], recipe(config.to_dict()))
+    if diff:
+        raise SystemExit(f"{run['folder']}: this finished run was trained with another recipe than the one asked "
+                         f"for (saved vs asked: {'; '.join(diff)}); one table holds one recipe: give another --out, "
+                         "or the flags it was trained with")
 
 
 def compare_runs(specs: list[str], *, seeds: list[int] | None = None) -> str:
@@ -232,9 +274,18 @@ def compare_runs(specs: list[str], *, seeds: list[int] | None = None) -> str:
         if not rows:
             raise SystemExit(f"--compare {label}={folder}: no finished run there (expected seed<k>/done.json "
                              "and seed<k>/bench/robustness.json)")
+        for row in rows[1:]:
+            diff = recipe_differences(rows[0]["recipe"] or {}, row["recipe"] or {})
+            if diff:
+                raise SystemExit(f"--compare {label}={folder}: its runs mix recipes (seed {rows[0]['seed']} vs "
+                                 f"seed {row['seed']}: {'; '.join(diff)}); one column holds one recipe")
         results += rows
     labels = list(folders)
-    return results_tables(results, labels, reference=labels[0])
+    first = next(r for r in results if r["strategy"] == labels[0])
+    differ = sorted({d for r in results for d in recipe_differences(first["recipe"] or {}, r["recipe"] or {})})
+    header = ("The columns differ in (first column vs another): " + "; ".join(differ) + "\n\n") if differ else (
+        "Every column was trained with the same recipe.\n\n")
+    return header + results_tables(results, labels, reference=labels[0])
 
 
 def run_one(config: TrainConfig, *, severities: tuple[int, ...], bench_seed: int, resume: bool, progress: bool,
@@ -243,6 +294,8 @@ def run_one(config: TrainConfig, *, severities: tuple[int, ...], bench_seed: int
     if threads is not None:
         torch.set_num_threads(threads)
     folder = Path(config.out_dir)
+    if resume and (saved := load_run(folder, config.strategy, config.seed)) is not None:
+        check_same_recipe(saved, config)  # --resume reuses finished runs: only those of this recipe
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if log:  # a job's own output goes to its folder; the terminal gets one line per finished run

@@ -9,6 +9,7 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -362,6 +363,11 @@ def test_harness_runs_strategies_over_seeds_with_paired_differences(tmp_path: Pa
     assert text.count("the detector collapsed") == 4
     assert ex.main(argv + ["--resume"]) == 0  # type: ignore[attr-defined]  # reuses every finished run
     assert json.loads((out / "results.json").read_text()) == runs
+    # a finished run of another recipe is refused, never reused or tabulated beside this one
+    for mode in ("--resume", "--report-only"):
+        with pytest.raises(SystemExit, match=r"another recipe.*lr: 0.005 vs 0.001.*give another --out"):
+            ex.main(argv + [mode, "--lr", "1e-3"])  # type: ignore[attr-defined]
+    assert json.loads((out / "results.json").read_text()) == runs
     # --compare tabulates finished folders side by side (here: every run failed, so they are listed)
     text = ex.compare_runs([f"R={out / 'random'}", f"B={out / 'banded'}"])  # type: ignore[attr-defined]
     assert text.count("the detector collapsed") == 4 and "- B seed 1:" in text
@@ -396,9 +402,11 @@ def test_compare_puts_finished_folders_side_by_side_with_paired_differences(tmp_
     ex = _example()
     from advcorrupt.benchmark import RobustnessReport, SettingResult
 
-    def run(folder: Path, clean: float, corr: float) -> None:
+    def run(folder: Path, clean: float, corr: float, **config: Any) -> None:
         (folder / "bench").mkdir(parents=True)
         (folder / "done.json").write_text(json.dumps({"failed": False}))
+        (folder / "config.json").write_text(json.dumps({"model": "sfim_acm" if "sfim" in str(folder) else "acm",
+                                                        "seed": int(folder.name[4:]), **config}))
         RobustnessReport(clean={"iou": clean, "niou": clean, "pd": 1.0, "fa": 1.0}, corruptions=("contrast",),
                          severities=(1,), results=(SettingResult("contrast", 1, corr, corr, 0.5, 1.0, 0.5),),
                          seed=0, num_images=1, model_name="m").save(folder / "bench")
@@ -412,6 +420,13 @@ def test_compare_puts_finished_folders_side_by_side_with_paired_differences(tmp_
     assert "0: +3.00, 1: -1.00, 2: +5.00" in row and "| 2/3 |" in row
     only = ex.compare_runs([f"ACM={tmp_path / 'acm'}", f"S={tmp_path / 'sfim'}"], seeds=[0, 2])  # type: ignore[attr-defined]
     assert "0: +3.00, 2: +5.00 |" in only and "(seeds): ACM: 2, S: 2" in only
+    # the header names what the columns differ in; a column mixing recipes is refused
+    assert text.startswith("The columns differ in (first column vs another): model: 'acm' vs 'sfim_acm'")
+    same = ex.compare_runs([f"A={tmp_path / 'acm'}", f"B={tmp_path / 'acm'}"])  # type: ignore[attr-defined]
+    assert same.startswith("Every column was trained with the same recipe.")
+    run(tmp_path / "acm" / "seed3", 0.6, 0.3, bce_pos_weight=10.0)
+    with pytest.raises(SystemExit, match=r"ACM=.*mix recipes \(seed 0 vs seed 3: bce_pos_weight: 1.0 vs 10.0\)"):
+        ex.compare_runs([f"ACM={tmp_path / 'acm'}", f"S={tmp_path / 'sfim'}"])  # type: ignore[attr-defined]
 
 
 def test_tilt_chooses_the_corruption_and_keeps_severities_uniform(toy_space: ActionSpace) -> None:
