@@ -221,6 +221,10 @@ _NOT_RECIPE = frozenset({"strategy", "seed", "out_dir", "data_root", "keep_last"
                          "max_consecutive_skips", "num_workers", "log_format", "on_bad_file"})
 
 
+_RECIPE_SHOWN = ("model", "data", "device", "epochs", "batch_size", "patch_size", "lr", "warmup_epochs", "bce_weight",
+                 "bce_pos_weight", "policy_lr", "lam", "amp")
+
+
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
     """What a run's numbers depend on besides its strategy and seed, from its saved ``config.json``.
 
@@ -397,6 +401,9 @@ def results_tables(results: list[dict[str, Any]], strategies: list[str], *, refe
     groups = {st: [r["report"] for r in ok if r["strategy"] == st] for st in strategies}
     groups = {st: reps for st, reps in groups.items() if reps}
     parts = []
+    recipes = [r["recipe"] for r in results if r.get("recipe")]
+    if recipes and all(not recipe_differences(recipes[0], other) for other in recipes[1:]):
+        parts.append("Recipe of every run: " + ", ".join(f"{k} {recipes[0][k]}" for k in _RECIPE_SHOWN) + "\n")
     if groups:
         seeds = sorted({r["seed"] for r in ok})
         parts.append(f"Mean +- std over the seeds {seeds} (n per strategy: "

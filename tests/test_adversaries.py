@@ -424,6 +424,8 @@ def test_compare_puts_finished_folders_side_by_side_with_paired_differences(tmp_
     assert text.startswith("The columns differ in (first column vs another): model: 'acm' vs 'sfim_acm'")
     same = ex.compare_runs([f"A={tmp_path / 'acm'}", f"B={tmp_path / 'acm'}"])  # type: ignore[attr-defined]
     assert same.startswith("Every column was trained with the same recipe.")
+    assert "Recipe of every run: model acm, data synthetic, device cpu, epochs 10" in same
+    assert "Recipe of every run" not in text  # the header says what differs instead
     run(tmp_path / "acm" / "seed3", 0.6, 0.3, bce_pos_weight=10.0)
     with pytest.raises(SystemExit, match=r"ACM=.*mix recipes \(seed 0 vs seed 3: bce_pos_weight: 1.0 vs 10.0\)"):
         ex.compare_runs([f"ACM={tmp_path / 'acm'}", f"S={tmp_path / 'sfim'}"])  # type: ignore[attr-defined]
