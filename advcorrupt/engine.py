@@ -1079,7 +1079,8 @@ def _collapse_message(epoch: int, val: Mapping[str, float]) -> str:
     return (
         f"the detector collapsed: validation IoU {100 * val.get('iou', float('nan')):.2f}% at epoch {epoch} "
         f"(below {100 * COLLAPSE_IOU:.0f}%: it finds no or almost no target pixel, typically all-background "
-        "logits). Lower --lr, raise --warmup-epochs or add --bce-weight 1; do not average this run with working ones."
+        "logits). Add --bce-weight 1 --bce-pos-weight 10 (the quick profile's loss), lower --lr or raise "
+        "--warmup-epochs; do not average this run with working ones."
     )
 
 
