@@ -93,8 +93,9 @@ class SoftIoULoss(nn.Module):
         union = p.sum(dims) + y.sum(dims) - inter
         loss = 1.0 - (inter + self.smooth) / (union + self.smooth)
         if self.bce_weight > 0:
-            pos_weight = torch.tensor(self.bce_pos_weight, device=p.device) if self.bce_pos_weight != 1.0 else None
-            bce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none", pos_weight=pos_weight)
+            x = logits.float()
+            # torch's pos_weight form, with the weight a Python float: no tensor built per call
+            bce = (1.0 - y) * x + (1.0 + (self.bce_pos_weight - 1.0) * y) * F.softplus(-x)
             loss = loss + self.bce_weight * bce.mean(dims)
         if self.reduction == "mean":
             return loss.mean()
@@ -103,4 +104,5 @@ class SoftIoULoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, smooth={self.smooth}, bce_weight={self.bce_weight}, bce_pos_weight={self.bce_pos_weight}"
+        return (f"reduction={self.reduction!r}, smooth={self.smooth}, bce_weight={self.bce_weight}, "
+                f"bce_pos_weight={self.bce_pos_weight}")

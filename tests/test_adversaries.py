@@ -492,6 +492,12 @@ def test_bce_pos_weight_scales_the_pull_on_target_pixels_only() -> None:
             start, target, pos_weight=torch.tensor(pos_weight), reduction="sum")
         (g,) = torch.autograd.grad(bce, start)
         assert bool(g[target > 0].abs().sum() > g[target == 0].abs().sum()) is targets_win
+    # the same numbers as torch's own pos_weight
+    y = (torch.rand(2, 1, 8, 8) > 0.8).float()
+    x = torch.randn(2, 1, 8, 8) * 5
+    ref = nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=torch.tensor(3.0), reduction="none")
+    ours = SoftIoULoss("none", bce_weight=1.0, bce_pos_weight=3.0)(x, y) - SoftIoULoss("none")(x, y)
+    assert torch.allclose(ours, ref.mean((1, 2, 3)), atol=1e-5)
     for bad in (0.0, -2.0, float("inf"), True):
         with pytest.raises(ValueError, match="bce_pos_weight must be a finite number > 0"):
             SoftIoULoss(bce_weight=1.0, bce_pos_weight=bad)
