@@ -1,0 +1,400 @@
+"""Evaluation: a detector on the clean test set and under every corruption x severity.
+
+This is the protocol behind the robustness tables of BALISTD (*Enhancing Infrared Small Target
+Detection Robustness with Bi-Level Adversarial Framework*, AAAI 2024, Tables 2-4), scored with the
+ISTD metrics IoU, nIoU, Pd and Fa (:mod:`advcorrupt.metrics`) and the paper's Eq. 9,
+``RCE = (IoU_clean - IoU_corrupted) / IoU_clean``.
+
+Per image: corrupt (in [0, 1], seeded: :mod:`advcorrupt.bench.views`) -> ``preprocess`` (e.g.
+normalisation) -> zero-pad to a multiple of ``pad_to`` -> model -> crop back -> ``sigmoid`` ->
+metrics at the native size. :func:`evaluate` makes one such pass; :func:`evaluate_robustness`
+makes the clean pass and one per setting and returns a :class:`~advcorrupt.bench.RobustnessReport`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .._outputs import output_heads
+from .report import METRIC_KEYS, RobustnessReport, SettingResult
+from .views import CorruptedDataset, _check_severity, _CleanView
+
+# --------------------------------------------------------------------------------------------
+# Running a model
+# --------------------------------------------------------------------------------------------
+
+
+def _to_logits(output: Any) -> Tensor:
+    """Logits from a model output: a tensor, deep-supervision heads (the last) or ``{"out": ...}``.
+
+    The trainer accepts the same three forms (it averages the loss over the heads); at inference
+    the final head is the prediction, as in DNANet.
+    """
+    return output_heads(output)[-1]
+
+
+def _model_device_dtype(model: Callable[..., Any]) -> tuple[torch.device, torch.dtype]:
+    device, dtype = torch.device("cpu"), torch.float32
+    if isinstance(model, nn.Module):
+        tensors = list(model.parameters()) + list(model.buffers())
+        if tensors:
+            device = tensors[0].device
+        floats = [t for t in tensors if t.is_floating_point()]
+        if floats:
+            dtype = floats[0].dtype
+    return device, dtype
+
+
+@contextmanager
+def _eval_mode(model: Callable[..., Any]) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own flag afterwards."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _batches(loader: Iterable[tuple[Tensor, Tensor]], batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Stack consecutive items of equal shape into batches of at most ``batch_size``."""
+    images: list[Tensor] = []
+    masks: list[Tensor] = []
+    for image, mask in loader:
+        if images and (image.shape != images[0].shape or len(images) == batch_size):
+            yield torch.stack(images), torch.stack(masks)
+            images, masks = [], []
+        images.append(image)
+        masks.append(mask)
+    if images:
+        yield torch.stack(images), torch.stack(masks)
+
+
+def _run(
+    model: Callable[..., Any],
+    dataset: Dataset[tuple[Tensor, Tensor]],
+    *,
+    preprocess: Callable[[Tensor], Tensor] | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    threshold: float,
+    batch_size: int,
+    pad_to: int | None,
+    num_workers: int,
+    on_batch: Callable[[int], None] | None,
+) -> dict[str, float]:
+    from ..data import pad_to_multiple
+    from ..metrics import ISTDMetrics
+
+    metrics = ISTDMetrics(threshold=threshold)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    for images, masks in _batches(loader, batch_size):
+        h, w = images.shape[-2:]
+        x = images.to(device=device, non_blocking=True)
+        if preprocess is not None:
+            x = preprocess(x)
+        x = x.to(dtype)
+        if pad_to is not None and pad_to > 1:
+            x, _ = pad_to_multiple(x, pad_to)
+        logits = _to_logits(model(x))
+        if logits.ndim != 4 or logits.shape[0] != x.shape[0] or logits.shape[1] != 1:
+            raise ValueError(
+                f"model logits must have shape (B, 1, H, W) = ({x.shape[0]}, 1, {x.shape[-2]}, "
+                f"{x.shape[-1]}); got {tuple(logits.shape)}"
+            )
+        if logits.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"model logits must have the input's spatial size {tuple(x.shape[-2:])}; got "
+                f"{tuple(logits.shape[-2:])}"
+            )
+        probs = logits[..., :h, :w].float().sigmoid()
+        metrics.update(probs, masks.to(device=device, non_blocking=True))
+        if on_batch is not None:
+            on_batch(images.shape[0])
+    return {k: float(v) for k, v in metrics.compute().items()}
+
+
+def _check_common(
+    model: Callable[..., Any],
+    dataset: Dataset[Any],
+    *,
+    threshold: float,
+    batch_size: int,
+    pad_to: int | None,
+    num_workers: int,
+    preprocess: Callable[[Tensor], Tensor] | None,
+) -> int:
+    if not callable(model):
+        raise TypeError(f"model must be callable (an nn.Module or a function); got {type(model).__name__}")
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"dataset must be a map-style dataset with __len__; got {type(dataset).__name__}"
+        ) from None
+    if n == 0:
+        raise ValueError(f"dataset must hold at least one image; got an empty {type(dataset).__name__}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be a probability in (0, 1); got {threshold}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 1):
+        raise ValueError(f"pad_to must be a positive int or None; got {pad_to!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a non-negative int; got {num_workers!r}")
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be callable or None; got {type(preprocess).__name__}")
+    return n
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    # A tqdm bar on a terminal; one line per setting when piped (see advcorrupt._progress).
+    from .._progress import progress_bar
+
+    return progress_bar(total=total, desc=desc, unit="img", enabled=enabled)
+
+
+def evaluate(
+    model: Callable[..., Any],
+    dataset: Dataset[Any],
+    *,
+    corruption: str | None = None,
+    severity: int | None = None,
+    seed: int = 0,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    device: torch.device | str | None = None,
+    threshold: float = 0.5,
+    batch_size: int = 8,
+    pad_to: int | None = 32,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
+    """ISTD metrics of ``model`` on ``dataset``, clean or under one corruption setting.
+
+    The model runs in eval mode under ``torch.inference_mode`` (every submodule's train/eval
+    flag is restored afterwards). Images are used at their native size; consecutive images of
+    equal size are batched (at most ``batch_size``), so datasets of mixed sizes work.
+
+    Args:
+        model: an ``nn.Module`` or any callable mapping (B, C, H, W) to logits: a tensor, a
+            list/tuple of deep-supervision heads (the last is evaluated) or a dict with ``"out"``.
+        dataset: items ``(image, mask, ...)`` or dicts with ``"image"``/``"mask"``; image (C, H, W)
+            float in [0, 1], mask (1, H, W) or (H, W) binary.
+        corruption: a registered corruption name, or ``None`` for the clean set.
+        severity: the level of ``corruption`` (required with it).
+        seed: benchmark seed (see :func:`~advcorrupt.bench.corruption_seed`).
+        preprocess: applied to the batch on ``device`` after corruption (e.g. mean/std
+            normalisation), before padding.
+        device: where the model runs; by default the device of its first parameter (CPU for a
+            parameter-free callable). Corruption happens on the dataset's device.
+        threshold: probability threshold of the metrics (probabilities = ``sigmoid(logits)``).
+        batch_size: most images per forward pass.
+        pad_to: zero-pad the bottom/right of each (preprocessed) batch to a multiple of this, as
+            BasicIRSTD does for models with down-sampling stages; outputs are cropped back. ``None``
+            feeds the native size.
+        num_workers: DataLoader workers that load and corrupt images.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``{"iou", "niou", "pd", "fa"}`` as returned by :class:`advcorrupt.metrics.ISTDMetrics`
+        (``fa`` in units of 1e-6).
+
+    Example:
+        >>> import torch
+        >>> from advcorrupt.data import SyntheticIRSTD
+        >>> model = torch.nn.Conv2d(1, 1, 3, padding=1)
+        >>> m = evaluate(model, SyntheticIRSTD(4, size=32), corruption="gaussian_noise", severity=2)
+        >>> sorted(m)
+        ['fa', 'iou', 'niou', 'pd']
+    """
+    n = _check_common(
+        model, dataset, threshold=threshold, batch_size=batch_size, pad_to=pad_to,
+        num_workers=num_workers, preprocess=preprocess,
+    )
+    if (corruption is None) != (severity is None):
+        raise ValueError(
+            "corruption and severity go together: give both or neither; got "
+            f"corruption={corruption!r}, severity={severity!r}"
+        )
+    dev, dtype = _model_device_dtype(model)
+    dev = torch.device(device) if device is not None else dev
+    if corruption is not None:
+        assert severity is not None
+        _check_severity(corruption, severity)
+    bar = _progress_bar(n, "clean" if corruption is None else f"{corruption}@{severity}", progress)
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            return _evaluate(
+                model, dataset, corruption=corruption, severity=severity, seed=seed,
+                preprocess=preprocess, device=dev, dtype=dtype, threshold=threshold,
+                batch_size=batch_size, pad_to=pad_to, num_workers=num_workers, bar=bar,
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _evaluate(
+    model: Callable[..., Any],
+    dataset: Dataset[Any],
+    *,
+    corruption: str | None,
+    severity: int | None,
+    seed: int,
+    bar: Any,
+    **kw: Any,
+) -> dict[str, float]:
+    """One pass (arguments already validated; the caller sets eval and inference mode)."""
+    view: Dataset[tuple[Tensor, Tensor]] = (
+        _CleanView(dataset) if corruption is None
+        else CorruptedDataset(dataset, corruption, severity, seed=seed)  # type: ignore[arg-type]
+    )
+    return _run(model, view, on_batch=bar.update if bar is not None else None, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark: the clean pass, then one pass per corruption x severity
+# --------------------------------------------------------------------------------------------
+
+
+def _safe_rce(rce: Callable[[float, float], float], clean: float, corrupted: float) -> float:
+    """RCE, or NaN when it is undefined (clean IoU 0 or NaN) instead of failing a long run."""
+    if not (math.isfinite(clean) and clean > 0 and math.isfinite(corrupted)):
+        return math.nan
+    return float(rce(clean, corrupted))
+
+
+def _model_label(model: Callable[..., Any]) -> str:
+    if isinstance(model, nn.Module):
+        return type(model).__name__
+    return getattr(model, "__name__", type(model).__name__)
+
+
+def evaluate_robustness(
+    model: Callable[..., Any],
+    dataset: Dataset[Any],
+    *,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    seed: int = 0,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    device: torch.device | str | None = None,
+    threshold: float = 0.5,
+    batch_size: int = 8,
+    pad_to: int | None = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+    model_name: str | None = None,
+    dataset_name: str | None = None,
+) -> RobustnessReport:
+    """Evaluate ``model`` on the clean ``dataset`` and under every corruption x severity.
+
+    Runs :func:`evaluate` once clean and once per setting (``1 + K * S`` passes over the
+    dataset), all with the same seeded corrupted images for every model (see
+    :func:`~advcorrupt.bench.corruption_seed`), and computes RCE (paper Eq. 9) against the clean IoU.
+
+    Args:
+        model: an ``nn.Module`` or callable returning logits (tensor, list of heads, ``{"out"}``).
+        dataset: items ``(image, mask, ...)``; images (C, H, W) float in [0, 1], any sizes.
+        corruptions: names to evaluate; ``None`` takes every registered corruption.
+        severities: levels (each within every chosen corruption's level table).
+        seed: benchmark seed.
+        preprocess: applied after corruption, on the model's device (e.g. normalisation).
+        device: where the model runs (default: its parameters' device).
+        threshold: probability threshold of the metrics.
+        batch_size: most equal-sized images per forward pass.
+        pad_to: pad inputs to a multiple of this (``None``: native size); outputs cropped back.
+        num_workers: DataLoader workers that load and corrupt images.
+        progress: show a tqdm bar over all passes.
+        model_name: label for the report (default: the model's class or function name).
+        dataset_name: label of the test set (default: the dataset's class name).
+
+    Returns:
+        A :class:`RobustnessReport`.
+
+    Example:
+        >>> import torch
+        >>> from advcorrupt.data import SyntheticIRSTD
+        >>> model = torch.nn.Conv2d(1, 1, 3, padding=1)
+        >>> report = evaluate_robustness(model, SyntheticIRSTD(2, size=32),
+        ...     corruptions=["gaussian_noise", "contrast"], severities=(1, 3), progress=False)
+        >>> len(report.results)
+        4
+    """
+    n = _check_common(
+        model, dataset, threshold=threshold, batch_size=batch_size, pad_to=pad_to,
+        num_workers=num_workers, preprocess=preprocess,
+    )
+    from ..corruptions import available
+    from ..metrics import rce
+
+    if isinstance(corruptions, str):
+        raise TypeError(f"corruptions must be a sequence of names; got the str {corruptions!r}")
+    names = list(available() if corruptions is None else corruptions)
+    if not names:
+        raise ValueError("corruptions must name at least one corruption; got an empty list")
+    if len(set(names)) != len(names):
+        raise ValueError(f"corruptions must not repeat a name; got {names}")
+    if isinstance(severities, (str, bytes)) or not isinstance(severities, Sequence):
+        raise TypeError(f"severities must be a sequence of ints; got {type(severities).__name__}")
+    sevs = list(severities)
+    if not sevs or len(set(sevs)) != len(sevs):
+        raise ValueError(f"severities must be distinct levels, at least one; got {sevs}")
+    for name in names:
+        for s in sevs:
+            _check_severity(name, s)  # KeyError for unknown names, ValueError out of table
+
+    dev, dtype = _model_device_dtype(model)
+    dev = torch.device(device) if device is not None else dev
+    kw: dict[str, Any] = dict(
+        seed=seed, preprocess=preprocess, device=dev, dtype=dtype, threshold=threshold,
+        batch_size=batch_size, pad_to=pad_to, num_workers=num_workers,
+    )
+    bar = _progress_bar(n * (1 + len(names) * len(sevs)), "clean", progress)
+    results: list[SettingResult] = []
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            clean = _evaluate(model, dataset, corruption=None, severity=None, bar=bar, **kw)
+            for name in names:
+                for s in sevs:
+                    if bar is not None:
+                        bar.set_description(f"{name}@{s}")
+                    m = _evaluate(model, dataset, corruption=name, severity=s, bar=bar, **kw)
+                    results.append(
+                        SettingResult(
+                            name, int(s), *(m[k] for k in METRIC_KEYS),
+                            rce=_safe_rce(rce, clean["iou"], m["iou"]),
+                        )
+                    )
+    finally:
+        if bar is not None:
+            bar.close()
+    return RobustnessReport(
+        clean=clean,
+        results=tuple(results),
+        corruptions=tuple(names),
+        severities=tuple(int(s) for s in sevs),
+        seed=int(seed),
+        num_images=n,
+        model_name=model_name if model_name is not None else _model_label(model),
+        dataset_name=dataset_name if dataset_name is not None else type(dataset).__name__,
+        threshold=float(threshold),
+    )
+

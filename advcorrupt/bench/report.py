@@ -1,0 +1,258 @@
+"""The robustness report: one model's clean and corrupted ISTD metrics (BALISTD's Tables 2-4 rows).
+
+:class:`SettingResult` holds one (corruption, severity) row with the relative corruption error of
+the paper's Eq. 9, ``RCE = (IoU_clean - IoU_corrupted) / IoU_clean``; :class:`RobustnessReport`
+holds the clean metrics and every row, the summaries over them, the dict/JSON round trip and
+:meth:`RobustnessReport.save`. How the report is written out as Markdown, CSV, JSON and a heatmap
+PNG is :mod:`advcorrupt.bench.render`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The metrics reported for every setting, in table order. ``fa`` is in units of 1e-6.
+METRIC_KEYS: tuple[str, ...] = ("iou", "niou", "pd", "fa")
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    """Metrics of one (corruption, severity) setting.
+
+    Attributes:
+        corruption: corruption name.
+        severity: 1-based level.
+        iou: dataset IoU (total intersection / total union), in [0, 1].
+        niou: mean per-image IoU, in [0, 1].
+        pd: probability of detection, in [0, 1].
+        fa: false-alarm rate, in units of 1e-6.
+        rce: relative corruption error ``(IoU_clean - iou) / IoU_clean`` (paper Eq. 9).
+    """
+
+    corruption: str
+    severity: int
+    iou: float
+    niou: float
+    pd: float
+    fa: float
+    rce: float
+
+
+def _mean(values: Iterable[float]) -> float:
+    vals = list(values)
+    return statistics.fmean(vals) if vals else math.nan
+
+
+@dataclass(frozen=True)
+class RobustnessReport:
+    """Clean and corrupted ISTD metrics of one model: the rows of BALISTD's Tables 2-4.
+
+    Attributes:
+        clean: clean-set metrics ``{"iou", "niou", "pd", "fa"}`` (``fa`` in units of 1e-6).
+        results: one :class:`SettingResult` per corruption x severity, corruption-major.
+        corruptions: corruption names, in evaluation order.
+        severities: levels evaluated.
+        seed: benchmark seed (see :func:`~advcorrupt.bench.corruption_seed`).
+        num_images: test-set size.
+        model_name: a label for tables (e.g. the model's class name).
+        dataset_name: a label of the test set.
+        threshold: probability threshold of the metrics.
+        extra: free-form JSON-serialisable metadata (e.g. the training configuration); kept
+            by the JSON round trip.
+
+    Example:
+        >>> r = RobustnessReport(
+        ...     clean={"iou": 0.8, "niou": 0.8, "pd": 1.0, "fa": 0.0},
+        ...     results=(SettingResult("gaussian_noise", 1, 0.6, 0.6, 0.9, 5.0, 0.25),),
+        ...     corruptions=("gaussian_noise",), severities=(1,), seed=0, num_images=1)
+        >>> r.mean_corrupted_iou, r.mean_rce
+        (0.6, 0.25)
+    """
+
+    clean: dict[str, float]
+    results: tuple[SettingResult, ...]
+    corruptions: tuple[str, ...]
+    severities: tuple[int, ...]
+    seed: int
+    num_images: int
+    model_name: str | None = None
+    dataset_name: str | None = None
+    threshold: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- summaries -----------------------------------------------------------------------
+
+    @property
+    def mean_corrupted_iou(self) -> float:
+        """IoU averaged over every corruption x severity (the paper's "mean" column)."""
+        return _mean(r.iou for r in self.results)
+
+    @property
+    def mean_rce(self) -> float:
+        """RCE averaged over every corruption x severity."""
+        return _mean(r.rce for r in self.results)
+
+    @property
+    def per_corruption(self) -> dict[str, dict[str, float]]:
+        """For each corruption, its metrics and RCE averaged over the severities."""
+        out: dict[str, dict[str, float]] = {}
+        for name in self.corruptions:
+            rows = [r for r in self.results if r.corruption == name]
+            out[name] = {k: _mean(getattr(r, k) for r in rows) for k in (*METRIC_KEYS, "rce")}
+        return out
+
+    def result(self, corruption: str, severity: int) -> SettingResult:
+        """The row of one setting; ``KeyError`` if it was not evaluated."""
+        for r in self.results:
+            if r.corruption == corruption and r.severity == severity:
+                return r
+        raise KeyError(
+            f"no result for ({corruption!r}, {severity}); evaluated corruptions {list(self.corruptions)} "
+            f"at severities {list(self.severities)}"
+        )
+
+    # ---- serialisation -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN written as ``None``), with the summaries for human readers."""
+        return _nan_to_none(
+            {
+                "model_name": self.model_name,
+                "dataset_name": self.dataset_name,
+                "seed": self.seed,
+                "num_images": self.num_images,
+                "threshold": self.threshold,
+                "corruptions": list(self.corruptions),
+                "severities": list(self.severities),
+                "clean": dict(self.clean),
+                "mean_corrupted_iou": self.mean_corrupted_iou,
+                "mean_rce": self.mean_rce,
+                "per_corruption": self.per_corruption,
+                "results": [
+                    {k: getattr(r, k) for k in SettingResult.__dataclass_fields__} for r in self.results
+                ],
+                "extra": dict(self.extra),
+                "units": {"iou": "fraction", "niou": "fraction", "pd": "fraction", "fa": "1e-6",
+                          "rce": "fraction"},
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
+        """Inverse of :meth:`to_dict` (derived summaries are recomputed, not read)."""
+        try:
+            results = tuple(
+                SettingResult(
+                    corruption=str(r["corruption"]),
+                    severity=int(r["severity"]),
+                    **{k: _float(r[k]) for k in (*METRIC_KEYS, "rce")},
+                )
+                for r in data["results"]
+            )
+            return cls(
+                clean={k: _float(v) for k, v in data["clean"].items()},
+                results=results,
+                corruptions=tuple(data["corruptions"]),
+                severities=tuple(int(s) for s in data["severities"]),
+                seed=int(data["seed"]),
+                num_images=int(data["num_images"]),
+                model_name=data.get("model_name"),
+                dataset_name=data.get("dataset_name"),
+                threshold=float(data.get("threshold", 0.5)),
+                extra=dict(data.get("extra", {})),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a RobustnessReport dict: {e!r}") from None
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the report as JSON (standard JSON: NaN becomes ``null``); returns the path."""
+        from .render import write_json
+
+        return write_json(self, path)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RobustnessReport:
+        """Read a report written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    # ---- outputs (written by advcorrupt.bench.render) ---------------------------------------
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write one row per corruption x severity (raw fractions; ``fa`` in 1e-6); returns the path.
+
+        Columns: ``model, corruption, severity, iou, niou, pd, fa, rce, clean_iou``.
+        """
+        from .render import write_csv
+
+        return write_csv(self, path)
+
+    def to_markdown(self, *, digits: int = 2) -> str:
+        """Markdown: the paper-style summary row, then the full corruption x severity table.
+
+        IoU, nIoU, Pd and RCE are shown in percent, Fa in units of 1e-6.
+        """
+        from .render import markdown
+
+        return markdown(self, digits=digits)
+
+    def plot_heatmap(self, path: str | Path, *, metric: str = "iou", dpi: int = 120) -> Path:
+        """Draw a corruption x severity heatmap of ``metric`` (default IoU) with values in the cells.
+
+        Uses matplotlib's Agg canvas directly (no pyplot state, no display needed).
+
+        Args:
+            path: output PNG path.
+            metric: one of ``iou``, ``niou``, ``pd``, ``fa``, ``rce``.
+            dpi: resolution.
+
+        Returns:
+            The path written.
+        """
+        from .render import write_heatmap
+
+        return write_heatmap(self, path, metric=metric, dpi=dpi)
+
+    def save(self, folder: str | Path, *, stem: str = "robustness") -> dict[str, Path]:
+        """Write Markdown, CSV, JSON and the IoU heatmap PNG into ``folder`` (created if needed).
+
+        The files are written to a temporary folder beside ``folder`` and moved in when all four
+        are complete, so an interrupted call leaves no half-written report.
+
+        Returns:
+            ``{"markdown", "csv", "json", "heatmap"}`` -> paths.
+        """
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        names = {"markdown": f"{stem}.md", "csv": f"{stem}.csv", "json": f"{stem}.json", "heatmap": f"{stem}_iou.png"}
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
+            staged = Path(tmp)
+            (staged / names["markdown"]).write_text(self.to_markdown())
+            self.to_csv(staged / names["csv"])
+            self.to_json(staged / names["json"])
+            self.plot_heatmap(staged / names["heatmap"])
+            folder.mkdir(exist_ok=True)
+            for name in names.values():
+                os.replace(staged / name, folder / name)
+        return {key: folder / name for key, name in names.items()}
+
+
+def _float(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
