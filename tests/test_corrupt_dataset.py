@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from advcorrupt import _cli_corrupt
-from advcorrupt._cli_corrupt import evaluate_corrupted_root, write_corrupted_dataset
+from advcorrupt.cli import _corrupted_root
+from advcorrupt.cli.corrupt_dataset import evaluate_corrupted_root, write_corrupted_dataset
 from advcorrupt.benchmark import CorruptedDataset, evaluate, evaluate_robustness
 from advcorrupt.cli import main
 from advcorrupt.corruptions import available
@@ -160,7 +160,7 @@ def test_cli_refuses_a_source_without_the_layout_and_a_non_empty_destination(
 
 def test_an_interrupted_run_leaves_no_partial_output(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = _cli_corrupt._save_png
+    real = _corrupted_root._save_png
 
     def failing(image: Tensor, path: Path) -> None:
         calls.append(path)
@@ -168,7 +168,7 @@ def test_an_interrupted_run_leaves_no_partial_output(src: Path, tmp_path: Path, 
             raise KeyboardInterrupt
         real(image, path)
 
-    monkeypatch.setattr(_cli_corrupt, "_save_png", failing)
+    monkeypatch.setattr(_corrupted_root, "_save_png", failing)
     dst = tmp_path / "dst"
     dst.mkdir()
     (dst / "old.txt").write_text("previous run")

@@ -296,7 +296,7 @@ def test_the_same_seed_twice_gives_identical_weights_on_cpu(tmp_path: Path, one_
 
 
 def test_deterministic_sets_the_torch_switches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
-    from advcorrupt._cli_train import config_from_args
+    from advcorrupt.cli.train import config_from_args
     from advcorrupt._determinism import set_deterministic
     from advcorrupt.cli import build_parser
 

@@ -1,4 +1,4 @@
-"""``advcorrupt corrupt-dataset``: corrupted copies of an ISTD dataset, ImageNet-C style.
+"""Corrupted copies of an ISTD dataset on disk, ImageNet-C style: writing them and evaluating on them.
 
 ``write_corrupted_dataset(SRC, DST, ...)`` writes ``DST/<corruption>/<severity>/`` in the standard
 ISTD layout (``images/``, ``masks/``, ``img_idx/``): every image listed in a split file corrupted and
@@ -11,15 +11,16 @@ Test splits are written first: an image listed in a test and a train split keeps
 
 Everything is written into a hidden temporary folder beside ``DST`` and renamed to ``DST`` when
 complete, so an interrupted run never leaves a half-written dataset.
+
+``advcorrupt corrupt-dataset`` writes such a folder and ``advcorrupt bench --corrupted-root`` reads it; both
+subcommands use this module, and :mod:`advcorrupt.cli.corrupt_dataset` re-exports its two public functions.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,15 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from ._cli_train import _csv
-
-__all__ = ["add_parser", "evaluate_corrupted_root", "run", "write_corrupted_dataset"]
+__all__ = ["MANIFEST", "evaluate_corrupted_root", "write_corrupted_dataset"]
 
 MANIFEST = "corruptions.json"
 
 
 def _check_settings(corruptions: Sequence[str] | None, severities: Sequence[int] | None) -> tuple[list[str], list[int]]:
-    from .corruptions import available, get
+    from ..corruptions import available, get
 
     if isinstance(corruptions, str):
         raise TypeError(f"corruptions must be a sequence of names; got the str {corruptions!r}")
@@ -88,7 +87,7 @@ def _save_png(image: Any, path: Path) -> None:
 
 
 def _write_setting(folder: Path, src: Path, datasets: list[Any], corruption: str, severity: int, seed: int, bar: Any) -> None:
-    from .benchmark import CorruptedDataset
+    from ..benchmark import CorruptedDataset
 
     (folder / "images").mkdir(parents=True)
     shutil.copytree(src / "masks", folder / "masks")
@@ -131,8 +130,8 @@ def write_corrupted_dataset(
     Example:
         >>> write_corrupted_dataset("data/NUAA-SIRST", "data/NUAA-SIRST-C", severities=(1, 3))  # doctest: +SKIP
     """
-    from ._progress import progress_bar
-    from .data import ISTDDataset
+    from .._progress import progress_bar
+    from ..data import ISTDDataset
 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve() or dst.resolve() in src.resolve().parents:
@@ -194,9 +193,9 @@ def evaluate_corrupted_root(
     Returns:
         The report; its ``seed`` is the one the folder was written with.
     """
-    from .benchmark import METRIC_KEYS, RobustnessReport, SettingResult, _safe_rce, evaluate
-    from .data import ISTDDataset
-    from .metrics import rce
+    from ..benchmark import METRIC_KEYS, RobustnessReport, SettingResult, _safe_rce, evaluate
+    from ..data import ISTDDataset
+    from ..metrics import rce
 
     root = Path(root)
     if not (root / MANIFEST).is_file():
@@ -221,37 +220,3 @@ def evaluate_corrupted_root(
         seed=int(manifest["seed"]), num_images=len(clean), model_name=model_name or type(model).__name__,
         dataset_name=root.name, threshold=float(evaluate_kwargs.get("threshold", 0.5)),
     )
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "corrupt-dataset",
-        help="write corrupted copies of an ISTD dataset (DST/<corruption>/<severity>/, 8-bit PNG)",
-        description="Corrupt every image of SRC's split files with each corruption x severity (seeded exactly as "
-        "`advcorrupt bench` does) and write DST/<corruption>/<severity>/ in the ISTD layout, so other toolkits can "
-        "test on the same corrupted images. Written to a temporary folder and renamed when complete.",
-    )
-    p.add_argument("src", help="ISTD-layout dataset folder (images/, masks/, img_idx/)")
-    p.add_argument("dst", help="output folder (must not exist or be empty, unless --overwrite)")
-    p.add_argument("--corruptions", type=_csv(str), default=None, help="comma-separated names (default: all)")
-    p.add_argument("--severities", type=_csv(int), default=(1, 2, 3, 4, 5), help="comma-separated levels (default 1-5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corrupted images (as `advcorrupt bench --seed`)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty DST once the new copy is complete")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``advcorrupt corrupt-dataset``; 0 on success, 2 for bad input (nothing written)."""
-    try:
-        dst = write_corrupted_dataset(
-            args.src, args.dst, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
-            overwrite=args.overwrite, progress=not args.no_progress,
-        )
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as e:
-        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"advcorrupt corrupt-dataset: error: {msg}", file=sys.stderr)
-        return 2
-    manifest = json.loads((dst / MANIFEST).read_text())
-    print(f"wrote {len(manifest['corruptions'])} corruption(s) x {len(manifest['severities'])} severity level(s) to {dst}")
-    return 0

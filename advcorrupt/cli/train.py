@@ -1,4 +1,8 @@
-"""``advcorrupt train``: the argparse glue around :func:`advcorrupt.engine.fit`."""
+"""``advcorrupt train``: the argparse glue around :func:`advcorrupt.engine.fit`.
+
+Example:
+    $ advcorrupt train --model sfim_dnanet --epochs 2 --out-dir runs/try
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,13 @@ import json
 import os
 import sys
 
+from ._args import add_corruptions_argument, csv_list, error_message
+
 __all__ = ["add_parser", "config_from_args", "run"]
 
 
-def _csv(kind: type) -> object:
-    def parse(text: str) -> tuple[object, ...]:
-        try:
-            return tuple(kind(p.strip()) for p in text.split(",") if p.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}; got {text!r}") from None
-
-    return parse
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add the ``train`` subcommand and its options to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "train",
         help="train an ISTD model with adversarial corruptions (BALISTD)",
@@ -53,8 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--reinforce-kwargs", type=json.loads, default={},
                    help='JSON for the policy updater, e.g. \'{"min_prob": 0.2}\'')
     p.add_argument("--lam", type=float, default=1.0, help="weight of the corrupted loss (Eq. 1)")
-    p.add_argument("--corruptions", type=_csv(str), default=None, help="comma-separated names (default: all)")
-    p.add_argument("--severities", type=_csv(int), default=(1, 2, 3), help="comma-separated levels, e.g. 1,2,3")
+    add_corruptions_argument(p)
+    p.add_argument("--severities", type=csv_list(int), default=(1, 2, 3), help="comma-separated levels, e.g. 1,2,3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     p.add_argument("--out-dir", default="runs/default", help="checkpoints and logs go here")
@@ -79,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def config_from_args(args: argparse.Namespace) -> object:
     """The :class:`~advcorrupt.engine.TrainConfig` described by parsed ``train`` arguments."""
-    from .engine import TrainConfig
+    from ..engine import TrainConfig
 
     return TrainConfig(
         model=args.model, model_kwargs=args.model_kwargs, strategy=args.strategy, data_root=args.data_root,
@@ -97,11 +94,6 @@ def config_from_args(args: argparse.Namespace) -> object:
     )
 
 
-def _message(e: BaseException) -> str:
-    # str(KeyError("x")) is "'x'": show the message itself.
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-
-
 _DISK_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -114,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint or log could not be written (disk full, read-only folder; the last checkpoint
         is intact).
     """
-    from .checkpoint import CheckpointWriteError
-    from .engine import TrainingStopped, fit
+    from ..checkpoint import CheckpointWriteError
+    from ..engine import TrainingStopped, fit
 
     try:
         summary = fit(
@@ -129,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"advcorrupt train: error: {e.strerror}", file=sys.stderr)
         return 4
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:  # configuration / checkpoint errors, before training
-        print(f"advcorrupt train: error: {_message(e)}", file=sys.stderr)
+        print(f"advcorrupt train: error: {error_message(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a log or plot write on a full disk / read-only folder: as for a checkpoint
         if e.errno not in _DISK_FULL_OR_READ_ONLY:
             raise
-        from .checkpoint import list_checkpoints
+        from ..checkpoint import list_checkpoints
 
         last = list_checkpoints(args.out_dir)[-1:]
         kept = f"the last checkpoint {last[0]} is intact" if last else "no checkpoint was written yet"

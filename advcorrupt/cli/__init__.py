@@ -1,16 +1,15 @@
-"""The ``advcorrupt`` command line.
+"""The ``advcorrupt`` command line: the top-level parser and the dispatch to one module per subcommand.
 
-Each subcommand lives in its own module that provides two functions:
+Each subcommand module (``corruptions``, ``train``, ``bench``, ``corrupt_dataset``) provides
 
 - ``add_parser(subparsers) -> argparse.ArgumentParser``: add the subcommand and its options;
-- ``run(args: argparse.Namespace) -> int | None``: execute it (the return value is the exit code).
+- ``run(args: argparse.Namespace) -> int``: execute it (the return value is the exit code).
 
-``COMMAND_MODULES`` lists those modules in help order; a module that exists but does not (yet)
-provide ``add_parser`` is skipped, so a new subcommand is added by writing those two functions
-in its module (``advcorrupt._cli_train`` for ``train``, ``advcorrupt._cli_bench`` for ``bench``,
-``advcorrupt._cli_corrupt`` for ``corrupt-dataset``).
+Subcommand modules share argument helpers through :mod:`advcorrupt.cli._args` (and the on-disk
+corrupted datasets through :mod:`advcorrupt.cli._corrupted_root`); none imports another.
 
 Example:
+    $ advcorrupt --version
     $ advcorrupt corruptions
     $ advcorrupt corruptions --preview grid.png --image frame.png --seed 1
     $ advcorrupt corrupt-dataset data/NUAA-SIRST data/NUAA-SIRST-C --severities 1,3 --seed 0
@@ -19,23 +18,24 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 from collections.abc import Sequence
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+from . import bench, corrupt_dataset, corruptions, train
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "advcorrupt.corruptions.preview",  # corruptions
-    "advcorrupt._cli_train",  # train
-    "advcorrupt._cli_bench",  # bench
-    "advcorrupt._cli_corrupt",  # corrupt-dataset
-)
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The subcommand modules, in help order.
+COMMANDS = (corruptions, train, bench, corrupt_dataset)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available subcommand registered."""
-    from . import __version__
+    """The top-level parser with every subcommand of :data:`COMMANDS` registered.
+
+    Example:
+        >>> build_parser().parse_args(["train", "--epochs", "2"]).epochs
+        2
+    """
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="advcorrupt",
@@ -43,14 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"advcorrupt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
-        module = importlib.import_module(name)
-        add_parser = getattr(module, "add_parser", None)
-        if add_parser is None or not hasattr(module, "run"):
-            continue
-        sub = add_parser(subparsers)
+    for module in COMMANDS:
+        sub = module.add_parser(subparsers)
         sub.set_defaults(_run=module.run)
     return parser
 
@@ -62,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments without the program name; default ``sys.argv[1:]``.
 
     Returns:
-        The exit code (0 on success).
+        The exit code (0 on success; 2 and the help when no subcommand is given).
+
+    Example:
+        >>> main(["corruptions"])  # doctest: +SKIP
+        0
     """
     parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))

@@ -1,4 +1,8 @@
-"""``advcorrupt bench``: the robustness report of trained checkpoints, and their comparison."""
+"""``advcorrupt bench``: the robustness report of trained checkpoints, and their comparison.
+
+Example:
+    $ advcorrupt bench --checkpoint runs/a runs/b --labels balistd,random --severities 1,3
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._cli_train import _csv
+from ._args import add_corruptions_argument, csv_list, error_message
 
 __all__ = ["add_parser", "run"]
 
@@ -19,6 +23,7 @@ class _BenchError(Exception):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add the ``bench`` subcommand and its options to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "bench",
         help="corruption-robustness report of checkpoints (IoU/nIoU/Pd/Fa/RCE per corruption x severity), "
@@ -33,13 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--checkpoint", required=True, nargs="+",
                    help="ckpt_*.pt files, run folders (their newest checkpoint) or robustness.json reports "
                    "written by an earlier bench (read, not re-evaluated)")
-    p.add_argument("--labels", type=_csv(str), default=None,
+    p.add_argument("--labels", type=csv_list(str), default=None,
                    help="comma-separated model label per --checkpoint (default: '<model> (<strategy>)'); "
                    "equal labels are averaged as seeds")
     p.add_argument("--data-root", default=None, help="ISTD-layout folder; default: the checkpoint's data (or synthetic)")
     p.add_argument("--dataset-name", default=None)
-    p.add_argument("--corruptions", type=_csv(str), default=None, help="comma-separated names (default: all)")
-    p.add_argument("--severities", type=_csv(int), default=(1, 2, 3, 4, 5))
+    add_corruptions_argument(p)
+    p.add_argument("--severities", type=csv_list(int), default=(1, 2, 3, 4, 5))
     p.add_argument("--seed", type=int, default=0, help="seed of the corrupted test sets")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default=None,
@@ -54,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _resolve_checkpoint(path: Path) -> Path:
     """A checkpoint file, or the newest ``ckpt_*.pt`` of a run folder."""
-    from .checkpoint import list_checkpoints
+    from ..checkpoint import list_checkpoints
 
     if not path.is_dir():
         return path
@@ -66,8 +71,8 @@ def _resolve_checkpoint(path: Path) -> Path:
 
 def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[Any, Any, Any, Any]:
     """``(model, config, test set, preprocess)`` of a checkpoint, with --data-root applied."""
-    from .checkpoint import CheckpointError
-    from .engine import build_datasets, check_config, load_model
+    from ..checkpoint import CheckpointError
+    from ..engine import build_datasets, check_config, load_model
 
     try:
         model, config, state = load_model(ckpt, device=device)
@@ -78,11 +83,11 @@ def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[
             check_config(config)
         _, test, preprocess = build_datasets(config)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
-        raise _BenchError(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) from None
+        raise _BenchError(error_message(e)) from None
     norm = state.get("normalize")
     if isinstance(norm, dict) and {"mean", "std"} <= set(norm):
         # The model was trained with these statistics; keep them on another test set too.
-        from .data import Normalize
+        from ..data import Normalize
 
         preprocess = Normalize(norm["mean"], norm["std"])
     return model, config, test, preprocess.to(device)
@@ -90,12 +95,12 @@ def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[
 
 def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> Any:
     """The robustness report of one checkpoint (in memory or from --corrupted-root)."""
-    from .benchmark import evaluate_robustness
+    from ..benchmark import evaluate_robustness
 
     model, config, test, preprocess = _load_for_bench(args, ckpt, device)
     label = f"{config.model} ({config.strategy})"
     if args.corrupted_root is not None:  # folders written by `advcorrupt corrupt-dataset`
-        from ._cli_corrupt import evaluate_corrupted_root
+        from ._corrupted_root import evaluate_corrupted_root
 
         try:
             return evaluate_corrupted_root(
@@ -104,7 +109,7 @@ def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> A
                 progress=not args.no_progress, model_name=label,
             )
         except (ValueError, KeyError, FileNotFoundError) as e:
-            raise _BenchError(str(e.args[0]) if isinstance(e, KeyError) else str(e)) from None
+            raise _BenchError(error_message(e)) from None
     return evaluate_robustness(
         model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
         preprocess=preprocess, device=device, progress=not args.no_progress, model_name=label,
@@ -114,7 +119,7 @@ def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> A
 
 def _report_of(args: argparse.Namespace, path: Path, device: str, out: Path | None) -> Any:
     """A saved report (``*.json``) as is, or a checkpoint evaluated and its report saved."""
-    from .benchmark import RobustnessReport
+    from ..benchmark import RobustnessReport
 
     if path.suffix == ".json":
         try:
@@ -139,7 +144,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _compare(reports: list[Any], labels: list[str], out: Path) -> None:
-    from .benchmark import comparison_table
+    from ..benchmark import comparison_table
 
     groups: dict[str, list[Any]] = {}
     for label, report in zip(labels, reports):
@@ -154,6 +159,7 @@ def _compare(reports: list[Any], labels: list[str], out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``advcorrupt bench``; 0 on success, 2 for a user error (bad checkpoint, labels or settings)."""
     import torch
 
     paths = [Path(p) for p in args.checkpoint]
