@@ -7,8 +7,12 @@ and PIL; the package itself no longer imports on current setuptools / scikit-ima
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import io
 import math
+import pkgutil
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +24,7 @@ import scipy.ndimage as ndi
 import torch
 from PIL import Image
 
+import advcorrupt.corruptions
 from advcorrupt.corruptions import _registry, available, corrupt, get, register
 from advcorrupt.corruptions import functional as Fc
 from advcorrupt.corruptions._builtins import LEVELS
@@ -297,17 +302,73 @@ def test_kernel_stack_bound_does_not_change_the_result(fn: Callable[..., torch.T
         exact = fn(x, *args, angle=kw["angle"])
     else:
         exact = fn(x, *args)
-    # On CPU the exact maximum is used; emulate an accelerator's static bound by patching it.
+    # On CPU the exact maximum is used; emulate an accelerator's static bound by patching it where
+    # the kernel looks it up (its family module, e.g. advcorrupt.corruptions.blur).
     bound = float(next(iter(v for k, v in kw.items() if k.startswith("max_"))))
     big = {k: v for k, v in kw.items() if not k.startswith("max_")}
     big_args = tuple(a.clone() for a in args)
-    orig = Fc._bmax
-    try:
-        Fc._bmax = lambda p, static: bound  # type: ignore[assignment]
+    calls: list[float | None] = []
+
+    def static_bound(p: torch.Tensor, static: float | None) -> float:
+        calls.append(static)
+        return bound
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules[fn.__module__], "_bmax", static_bound)
         loose = fn(x, *big_args, **big)
-    finally:
-        Fc._bmax = orig  # type: ignore[assignment]
+    assert calls, f"{fn.__name__} never asked {fn.__module__}._bmax for its bound: the patch tested nothing"
     torch.testing.assert_close(loose, exact, atol=2e-5, rtol=0)
+
+
+CORRUPTION_MODULES = sorted(
+    info.name for info in pkgutil.iter_modules(advcorrupt.corruptions.__path__, "advcorrupt.corruptions.")
+)
+
+
+def test_kernel_families_are_modules_of_the_corruptions_package() -> None:
+    for family in ("noise", "blur", "digital", "_common", "functional"):
+        assert f"advcorrupt.corruptions.{family}" in CORRUPTION_MODULES
+
+
+@pytest.mark.parametrize("module_name", ["advcorrupt.corruptions", *CORRUPTION_MODULES])
+def test_docstring_examples_run(module_name: str, scratch_registry: None) -> None:
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{module_name}: {result.failed} of {result.attempted} doctest(s) failed"
+
+
+@pytest.mark.parametrize(
+    ("module_name", "kernels"),
+    [
+        ("advcorrupt.corruptions.noise", ["gaussian_noise", "shot_noise", "impulse_noise", "noise_mix"]),
+        ("advcorrupt.corruptions.blur", ["defocus_blur", "motion_blur", "gaussian_blur", "blur_mix",
+                                         "defocus_kernel", "motion_blur_kernel", "gaussian_blur_kernel"]),
+        ("advcorrupt.corruptions.digital", ["brightness", "contrast", "pixelate", "jpeg_compression"]),
+    ],
+)
+def test_every_kernel_has_a_docstring_example_that_runs(module_name: str, kernels: list[str]) -> None:
+    module = importlib.import_module(module_name)
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for name in kernels:
+        tests = [t for t in finder.find(getattr(module, name), name, globs=vars(module)) if t.examples]
+        assert tests, f"{module_name}.{name} has no Example"
+        for t in tests:
+            assert runner.run(t).failed == 0, f"{module_name}.{name}: its Example fails"
+
+
+def test_functional_reexports_every_kernel_from_its_family_module() -> None:
+    from advcorrupt.corruptions import blur, digital, noise
+
+    assert sorted(Fc.__all__) == sorted([*noise.__all__, *blur.__all__, *digital.__all__])
+    for name in Fc.__all__:
+        obj = getattr(Fc, name)
+        assert obj.__module__ in {"advcorrupt.corruptions.noise", "advcorrupt.corruptions.blur",
+                                  "advcorrupt.corruptions.digital"}, (name, obj.__module__)
+        assert getattr(importlib.import_module(obj.__module__), name) is obj
+    for private in ("_bmax", "_emulate_accelerator", "_host_reads_ok", "_motion_weights", "_motion_scatter",
+                    "_correlate_per_sample", "_pixelate_plan", "_pixelate_planned"):
+        assert callable(getattr(Fc, private)), private
 
 
 # ------------------------------------------------------------------------------------------

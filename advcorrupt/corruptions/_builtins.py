@@ -1,12 +1,13 @@
 """The 10 built-in corruptions with the five ImageNet-C severity levels of each.
 
 Level tables follow ``imagecorruptions`` (Hendrycks & Dietterich, ICLR 2019), the reference
-implementation of ImageNet-C; the kernels live in :mod:`advcorrupt.corruptions.functional`.
+implementation of ImageNet-C; the kernels live by family in :mod:`advcorrupt.corruptions.noise`,
+:mod:`advcorrupt.corruptions.blur` and :mod:`advcorrupt.corruptions.digital`.
 Registration order is the public order of :func:`advcorrupt.corruptions.available`.
 
 ``FAMILIES`` groups built-ins that one fixed-shape kernel can apply together to a batch where each
-sample has its own corruption (the noises as :func:`~advcorrupt.corruptions.functional.noise_mix`,
-the blurs as one FFT correlation like :func:`~advcorrupt.corruptions.functional.blur_mix`), with
+sample has its own corruption (the noises as :func:`~advcorrupt.corruptions.noise.noise_mix`,
+the blurs as one FFT correlation like :func:`~advcorrupt.corruptions.blur.blur_mix`), with
 per-level tables (kernels, pixelate's index maps) built once and gathered per sample;
 ``ActionSpace(grouping="fused")`` uses them.
 """
@@ -20,8 +21,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import functional as Fc
 from ._registry import CorruptionFn, CorruptionSpec, get, register
+from .blur import (
+    _correlate_per_sample,
+    _motion_scatter,
+    _motion_weights,
+    defocus_blur,
+    defocus_kernel,
+    gaussian_blur,
+    gaussian_blur_kernel,
+    motion_blur,
+)
+from .digital import (
+    _pixelate_plan,
+    _pixelate_planned,
+    brightness,
+    contrast,
+    jpeg_compression,
+    pixelate,
+)
+from .noise import gaussian_noise, impulse_noise, noise_mix, shot_noise
 
 __all__ = ["FAMILIES", "Family", "LEVELS", "is_builtin_spec"]
 
@@ -51,52 +70,52 @@ def _col_max(name: str, col: int = 0) -> float:
 
 @_reg("gaussian_noise")
 def _gaussian_noise(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.gaussian_noise(x, p, generator=generator)
+    return gaussian_noise(x, p, generator=generator)
 
 
 @_reg("shot_noise")
 def _shot_noise(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.shot_noise(x, p, generator=generator)
+    return shot_noise(x, p, generator=generator)
 
 
 @_reg("impulse_noise")
 def _impulse_noise(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.impulse_noise(x, p, max_amount=_col_max("impulse_noise"), generator=generator)
+    return impulse_noise(x, p, max_amount=_col_max("impulse_noise"), generator=generator)
 
 
 @_reg("defocus_blur")
 def _defocus_blur(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.defocus_blur(x, p[:, 0], p[:, 1], max_radius=_col_max("defocus_blur"))
+    return defocus_blur(x, p[:, 0], p[:, 1], max_radius=_col_max("defocus_blur"))
 
 
 @_reg("motion_blur")
 def _motion_blur(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.motion_blur(x, p[:, 0], p[:, 1], max_radius=_col_max("motion_blur"), generator=generator)
+    return motion_blur(x, p[:, 0], p[:, 1], max_radius=_col_max("motion_blur"), generator=generator)
 
 
 @_reg("gaussian_blur")
 def _gaussian_blur(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.gaussian_blur(x, p, max_sigma=_col_max("gaussian_blur"))
+    return gaussian_blur(x, p, max_sigma=_col_max("gaussian_blur"))
 
 
 @_reg("brightness")
 def _brightness(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.brightness(x, p)
+    return brightness(x, p)
 
 
 @_reg("contrast")
 def _contrast(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.contrast(x, p)
+    return contrast(x, p)
 
 
 @_reg("pixelate")
 def _pixelate(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.pixelate(x, p, max_factor=_col_max("pixelate"))
+    return pixelate(x, p, max_factor=_col_max("pixelate"))
 
 
 @_reg("jpeg_compression")
 def _jpeg_compression(x: Tensor, p: Tensor, generator: torch.Generator | None) -> Tensor:
-    return Fc.jpeg_compression(x, p)
+    return jpeg_compression(x, p)
 
 
 # The kernel each built-in name was registered with (a user may replace a name; then it is no
@@ -146,7 +165,7 @@ def _noise_family(
     def p(name: str) -> Tensor | None:
         return get(name).params_for(severity) if name in present else None
 
-    return Fc.noise_mix(
+    return noise_mix(
         x, which, sigma=p("gaussian_noise"), lam=p("shot_noise"), amount=p("impulse_noise"), generator=generator
     )
 
@@ -173,13 +192,13 @@ def _blur_bank(present: Sequence[str], severities: Sequence[int], size: int, dev
         levels = [s - 1 for s in severities]
         if "defocus_blur" in present:
             p = _level_params("defocus_blur", severities, device)[levels]
-            kernels[levels] = Fc.defocus_kernel(p[:, 0], p[:, 1], size=size)
+            kernels[levels] = defocus_kernel(p[:, 0], p[:, 1], size=size)
         if "gaussian_blur" in present:
             p = _level_params("gaussian_blur", severities, device)[levels]
-            kernels[[10 + i for i in levels]] = Fc.gaussian_blur_kernel(p[:, 0], size=size)
+            kernels[[10 + i for i in levels]] = gaussian_blur_kernel(p[:, 0], size=size)
         if "motion_blur" in present:
             p = _level_params("motion_blur", severities, device)[levels]
-            wts[levels] = Fc._motion_weights(p[:, 0], p[:, 1], size)
+            wts[levels] = _motion_weights(p[:, 0], p[:, 1], size)
         bank = _BANKS[key] = (kernels, wts)
     return bank
 
@@ -201,9 +220,9 @@ def _blur_family(
     kernel = kernels[which.clamp(min=0) * 5 + level]  # samples of other families: discarded later
     if "motion_blur" in present:
         ang = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=torch.float32) * 90.0 - 45.0
-        kernel = torch.where((which == 1).view(-1, 1, 1), Fc._motion_scatter(wts[level], ang, size), kernel)
+        kernel = torch.where((which == 1).view(-1, 1, 1), _motion_scatter(wts[level], ang, size), kernel)
     reflect = which == 0 if "defocus_blur" in present else None
-    return Fc._correlate_per_sample(x, kernel, reflect=reflect)
+    return _correlate_per_sample(x, kernel, reflect=reflect)
 
 
 def _pixelate_family(
@@ -215,9 +234,9 @@ def _pixelate_family(
     plan = _BANKS.get(key)
     if plan is None:
         factors = _level_params("pixelate", severities, x.device)[:, 0].clamp(min=1e-6)
-        plan = _BANKS[key] = Fc._pixelate_plan(factors, (h, w), max_factor=min(1.0, _levels_max("pixelate", severities)))
+        plan = _BANKS[key] = _pixelate_plan(factors, (h, w), max_factor=min(1.0, _levels_max("pixelate", severities)))
     level = severity.long() - 1
-    return Fc._pixelate_planned(x, [t[level] for t in plan])
+    return _pixelate_planned(x, [t[level] for t in plan])
 
 
 FAMILIES: tuple[Family, ...] = (
