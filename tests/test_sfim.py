@@ -253,6 +253,42 @@ def test_every_zoo_detector_is_covered_by_the_insert_sfim_tests() -> None:
     assert {n for n in library if not n.startswith("sfim_")} | {"sfim_dnanet"} == set(_ZOO_TINY)
 
 
+#: The default insertion points of every zoo detector, as they were when ``layers/insert.py`` held
+#: the table (before issue 17 moved each one into its model class as ``sfim_targets``).
+ZOO_DEFAULT_TARGETS = {
+    "acm": ["layer1", "layer2", "layer3", "uplayer2", "uplayer1"],
+    "alcnet": ["layer1", "layer2", "layer3", "fuse23", "fuse12"],
+    "isnet": ["layer1", "layer2", "layer3", "uplayer2", "uplayer1"],
+    "rdian": ["conv2", "conv_cat"],
+    "dnanet": ["conv0_0", "conv1_0", "conv2_0", "conv3_0", "conv4_0"],
+    "sfim_dnanet": ["conv0_0", "conv1_0", "conv2_0", "conv3_0", "conv4_0"],
+    "istdunet": ["up1", "up2", "up3"],
+}
+
+
+@pytest.mark.parametrize("name", list(ZOO_DEFAULT_TARGETS))
+def test_every_zoo_detector_keeps_its_default_insertion_points(name: str) -> None:
+    from advcorrupt.models import create_model
+
+    assert set(ZOO_DEFAULT_TARGETS) == set(_ZOO_TINY)
+    model = create_model(name, **_ZOO_TINY[name])
+    assert default_sfim_targets(model) == ZOO_DEFAULT_TARGETS[name]
+
+    class Subclass(type(model)):  # type: ignore[misc]
+        pass
+
+    assert default_sfim_targets(Subclass(**_ZOO_TINY[name])) == ZOO_DEFAULT_TARGETS[name]
+
+
+def test_an_instance_sfim_targets_overrides_the_zoo_default() -> None:
+    from advcorrupt.models import create_model
+
+    model = create_model("acm", **_ZOO_TINY["acm"])
+    model.sfim_targets = ("layer2",)
+    assert default_sfim_targets(model) == ["layer2"]
+    assert _count_sfim(insert_sfim(model)) == 1
+
+
 @pytest.mark.parametrize("name", list(_ZOO_TINY))
 def test_insert_sfim_without_arguments_on_every_zoo_model_keeps_outputs_and_trains(name: str) -> None:
     from advcorrupt.models import create_model

@@ -51,40 +51,15 @@ class SFIMAfter(nn.Module):
         return self.sfim(self.module(*args, **kwargs))
 
 
-# Default insertion points of the advcorrupt model zoo, by class name: after every encoder stage
-# past the stem and every decoder stage (ACM, ISNet), after the stages and both fusions (ALCNet),
-# after the stride-2 trunk conv and the multi-receptive-field fusion (RDIAN), after every node of
-# DNANet's encoder column, after each of ISTDU-Net's three decoder steps (its encoder stages are
-# wide at high resolution: an SFIM after layer2 alone would cost 4.8 GMAC at 256x256).
-_ZOO_TARGETS: dict[str, tuple[str, ...]] = {
-    "ACM": ("layer1", "layer2", "layer3", "uplayer2", "uplayer1"),
-    "ALCNet": ("layer1", "layer2", "layer3", "fuse23", "fuse12"),
-    "ISNet": ("layer1", "layer2", "layer3", "uplayer2", "uplayer1"),
-    "RDIAN": ("conv2", "conv_cat"),
-    "DNANet": ("conv0_0", "conv1_0", "conv2_0", "conv3_0", "conv4_0"),
-    "ISTDUNet": ("up1", "up2", "up3"),
-}
-
-
-def _zoo_targets(model: nn.Module) -> list[str] | None:
-    """The zoo's default targets when ``model`` is (a subclass of) an ``advcorrupt.models`` model."""
-    from .. import models  # imported here: the models import this package
-
-    for cls in type(model).__mro__:
-        if cls.__name__ in _ZOO_TARGETS and getattr(models, cls.__name__, None) is cls:
-            return list(_ZOO_TARGETS[cls.__name__])
-    return None
-
-
 def default_sfim_targets(model: nn.Module) -> list[str]:
     """Where ``insert_sfim`` puts SFIM when no names are given.
 
-    * a model with a ``sfim_targets`` attribute (a sequence of names): those names.
-    * ``advcorrupt.models`` detectors: ACM and ISNet after ``layer1``-``layer3`` and both
-      decoder stages (``uplayer2``, ``uplayer1``); ALCNet after ``layer1``-``layer3`` and its two
-      fusions (``fuse23``, ``fuse12``); RDIAN after ``conv2`` (stride-2 trunk) and ``conv_cat``
-      (multi-receptive-field fusion); DNANet (and SFIM-DNANet) after the encoder nodes
-      ``conv0_0``-``conv4_0``; ISTDU-Net after its decoder steps ``up1``, ``up2``, ``up3``.
+    * a model with a ``sfim_targets`` attribute (a sequence of names): those names. Every
+      ``advcorrupt.models`` detector declares its own as a class attribute (ACM and ISNet after
+      ``layer1``-``layer3`` and both decoder stages, ALCNet after its stages and two fusions,
+      RDIAN after ``conv2`` and ``conv_cat``, DNANet and SFIM-DNANet after the encoder nodes
+      ``conv0_0``-``conv4_0``, ISTDU-Net after its decoder steps ``up1``-``up3``), and so can
+      any model of your own.
     * timm models (they expose ``feature_info``): every feature stage with stride >= 4, i.e. the
       stages after the stem (``layer1`` ... ``layer4`` of a ResNet), classifier or
       ``features_only``.
@@ -111,9 +86,6 @@ def default_sfim_targets(model: nn.Module) -> list[str]:
     declared = getattr(model, "sfim_targets", None)
     if declared is not None:
         return [str(n) for n in declared]
-    zoo = _zoo_targets(model)
-    if zoo is not None:
-        return zoo
     feature_info = getattr(model, "feature_info", None)
     if feature_info is not None:
         infos = list(feature_info.info) if hasattr(feature_info, "info") else list(feature_info)

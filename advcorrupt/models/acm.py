@@ -138,6 +138,9 @@ class ACM(nn.Module):
     """
 
     size_multiple = 16
+    #: Where ``insert_sfim(model)`` puts SFIM by default: after the three encoder stages past the stem
+    #: and both decoder stages.
+    sfim_targets: tuple[str, ...] = ("layer1", "layer2", "layer3", "uplayer2", "uplayer1")
 
     def __init__(
         self,

@@ -59,6 +59,9 @@ class ALCNet(nn.Module):
     """
 
     size_multiple = 16
+    #: Where ``insert_sfim(model)`` puts SFIM by default: after the three stages and both top-down
+    #: fusions.
+    sfim_targets: tuple[str, ...] = ("layer1", "layer2", "layer3", "fuse23", "fuse12")
 
     def __init__(
         self,

@@ -181,6 +181,9 @@ class DNANet(nn.Module):
     """
 
     size_multiple = 16
+    #: Where ``insert_sfim(model)`` puts SFIM by default (DNANet and SFIM-DNANet): after every node of
+    #: the encoder column.
+    sfim_targets: tuple[str, ...] = ("conv0_0", "conv1_0", "conv2_0", "conv3_0", "conv4_0")
 
     def __init__(
         self,

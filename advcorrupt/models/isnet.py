@@ -218,6 +218,9 @@ class ISNet(nn.Module):
     """
 
     size_multiple = 16
+    #: Where ``insert_sfim(model)`` puts SFIM by default: after the three encoder stages past the stem
+    #: and both decoder stages of the segmentation trunk.
+    sfim_targets: tuple[str, ...] = ("layer1", "layer2", "layer3", "uplayer2", "uplayer1")
 
     def __init__(
         self,

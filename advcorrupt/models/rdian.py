@@ -131,6 +131,10 @@ class RDIAN(nn.Module):
         torch.Size([1, 1, 33, 47])
     """
 
+    #: Where ``insert_sfim(model)`` puts SFIM by default: after the stride-2 trunk conv and the
+    #: multi-receptive-field fusion (before CBAM).
+    sfim_targets: tuple[str, ...] = ("conv2", "conv_cat")
+
     def __init__(
         self, *, in_channels: int = 1, num_classes: int = 1, width: int = 16, prior_prob: float | None = 0.01
     ) -> None:

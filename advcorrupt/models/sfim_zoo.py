@@ -2,8 +2,9 @@
 ``sfim_istdunet``.
 
 Each factory builds the base detector and calls :func:`advcorrupt.layers.insert_sfim` with its
-default insertion points (see :func:`advcorrupt.layers.default_sfim_targets`), so a training
-script can pick the SFIM variant by name. A fresh SFIM is the identity, so each variant starts
+default insertion points (the base class's ``sfim_targets``, read by
+:func:`advcorrupt.layers.default_sfim_targets`), so a training script can pick the SFIM variant
+by name. A fresh SFIM is the identity, so each variant starts
 with exactly its base model's outputs. ``sfim_dnanet`` (BALISTD's detector, defined in
 ``dnanet.py``) is different: it *replaces* DNANet's attention modules by SFIM.
 """
