@@ -239,15 +239,17 @@ def check_config(config: TrainConfig) -> None:
         KeyError: "unknown model 'nope'; ..."
     """
     from .models import list_models
-    from .policy import ActionSpace
 
     if config.model not in list_models():
         raise KeyError(
             f"unknown model {config.model!r}; choose one of {list_models()} (--model / TrainConfig.model), "
             f"or register yours with advcorrupt.models.register_model"
         )
+    from .policy.schedules import parse_schedule, schedule_action_space
+
+    parse_schedule(config.strategy)  # a schedule string that cannot be read: ValueError naming it
     try:
-        space = ActionSpace(config.corruptions, severities=config.severities)
+        space = schedule_action_space(config.strategy, config.corruptions, config.severities)
     except KeyError as e:
         raise KeyError(f"{e.args[0]} (--corruptions / TrainConfig.corruptions)") from None
     except ValueError as e:
@@ -255,7 +257,7 @@ def check_config(config: TrainConfig) -> None:
     from .policy.adversaries import list_adversaries
 
     adversaries = list_adversaries()
-    if config.strategy not in ("learned", "random", "none", *adversaries):
+    if config.strategy not in ("learned", "random", "none", *adversaries) and parse_schedule(config.strategy) is None:
         try:
             space.actions_of(config.strategy)
         except (KeyError, ValueError):
@@ -757,12 +759,12 @@ def _build_run(config: TrainConfig) -> _Run:
     """Process group, device, data, model, optimizer, schedule and the adversarial trainer."""
     from .losses import SoftIoULoss
     from .models import create_model
-    from .policy import ActionSpace
+    from .policy.schedules import schedule_action_space
     from .trainer import AdversarialCorruptionTrainer
 
     d = _init_distributed(config.device)
     device = _pick_device(config, d)
-    action_space = ActionSpace(config.corruptions, severities=config.severities)
+    action_space = schedule_action_space(config.strategy, config.corruptions, config.severities)
     train_ds, test_ds, preprocess = build_datasets(config)
     torch.manual_seed(config.seed)
     model = create_model(config.model, in_channels=1, **config.model_kwargs).to(device)
@@ -792,6 +794,7 @@ def _build_run(config: TrainConfig) -> _Run:
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
         policy_kwargs=dict(config.policy_kwargs) or None, in_channels=1, max_grad_norm=config.grad_clip,
         loss_fn=SoftIoULoss(reduction="none", bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight),
+        total_steps=steps_per_epoch * config.epochs,
     )
     return _Run(
         config, d, device, Path(config.out_dir), action_space, train_ds, test_ds, preprocess, model, ddp_model,

@@ -38,6 +38,7 @@ from ._outputs import output_heads
 from .losses import SoftIoULoss
 from .policy.action_space import ActionSpace
 from .policy.reinforce import PolicySample
+from .policy.schedules import schedule_action_space
 from .policy.strategies import Strategy, make_strategy
 
 __all__ = ["AdversarialCorruptionTrainer", "frozen_buffers"]
@@ -54,11 +55,13 @@ class AdversarialCorruptionTrainer:
         loss_fn: per-sample loss ``loss_fn(logits, masks) -> (N,)``; default
             ``SoftIoULoss(reduction="none")`` (the paper's loss).
         action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
-            corruptions, severities 1-3).
+            corruptions, severities 1-3, plus any level a schedule strategy draws).
         strategy: ``"learned"`` (default: the default adversary), an adversary's name
             (``"paper"``, ``"banded"``, ... see :func:`~advcorrupt.policy.adversaries.list_adversaries`),
             ``"random"``, ``"none"``, a corruption name, a category (``"noise"``, ``"blur"``,
-            ``"digital"``) or a :class:`~advcorrupt.policy.Strategy`.
+            ``"digital"``), a fixed severity schedule (``"random@3"``, ``"random@1:10+2:10+3:80"``,
+            ``"random@1-5"``, ``"curriculum@1-3"``; :mod:`~advcorrupt.policy.schedules`) or a
+            :class:`~advcorrupt.policy.Strategy`.
         lam: weight ``lambda`` of the corrupted-sample loss (Eq. 1), >= 0.
         policy_lr: learning rate of the policy's SGD (paper: 1e-4, which barely moves the policy
             within a training run; default 1e-2, see docs/trainer.md).
@@ -83,6 +86,8 @@ class AdversarialCorruptionTrainer:
         policy: a ready policy network for ``"learned"`` (default: :class:`PolicyNetwork`).
         policy_kwargs: extra arguments of :class:`PolicyNetwork`.
         reinforce_kwargs: extra arguments of :class:`Reinforce` (baseline, entropy, floor...).
+        total_steps: the run's training steps (``epochs * len(loader)``); needed only by a
+            ``"curriculum@..."`` strategy, which places its timetable on it.
 
     Example:
         >>> import torch
@@ -117,6 +122,7 @@ class AdversarialCorruptionTrainer:
         policy: nn.Module | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         reinforce_kwargs: dict[str, Any] | None = None,
+        total_steps: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -150,8 +156,8 @@ class AdversarialCorruptionTrainer:
                                         or in_channels < 1):
             raise ValueError(f"in_channels must be a positive int or None (inferred from the first batch); "
                              f"got {in_channels!r}")
-        if action_space is None:
-            action_space = ActionSpace()
+        if action_space is None:  # the default levels, plus those a schedule such as "random@1-5" draws
+            action_space = schedule_action_space(strategy)
         elif not isinstance(action_space, ActionSpace):
             raise TypeError(f"action_space must be an ActionSpace or None; got {type(action_space).__name__}")
         self.model = model
@@ -174,6 +180,7 @@ class AdversarialCorruptionTrainer:
         self._strategy_args: dict[str, Any] = dict(
             strategy=strategy, action_space=action_space, device=self.device, policy=policy,
             policy_lr=policy_lr, policy_kwargs=policy_kwargs, reinforce_kwargs=reinforce_kwargs,
+            total_steps=total_steps,
         )
         self._strategy: Strategy | None = None
         needs_channels = isinstance(strategy, str) and policy is None and _is_learned(strategy)
@@ -283,10 +290,11 @@ class AdversarialCorruptionTrainer:
             clean_loss: its loss on the same clean images, in the same order. Adversaries rewarded
                 with damage (``loss(corrupted) - loss(clean)``, the default) need it; pass it always.
             valid: optional bool tensor; false entries (or a false 0-dim tensor) are ignored.
-            corrupted_loss_after, clean_loss_after: the same two losses recomputed after the
-                detector's optimizer step (no grad, e.g. ``torch.no_grad()`` forward of the same
-                batch). Only adversaries rewarded with ``"progress"`` need them
-                (:attr:`needs_losses_after`); :meth:`step` computes them itself.
+            corrupted_loss_after: the corrupted loss recomputed after the detector's optimizer
+                step (no grad, e.g. ``torch.no_grad()`` forward of the same batch). Only
+                adversaries rewarded with ``"progress"`` need it (:attr:`needs_losses_after`);
+                :meth:`step` computes it itself.
+            clean_loss_after: the clean loss recomputed the same way, for the same adversaries.
 
         Shape:
             every loss: (B,), B as in the last :meth:`corrupt` call (0 for "none").

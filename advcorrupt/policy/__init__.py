@@ -6,6 +6,7 @@ from .adversaries import DEFAULT_ADVERSARY, Adversary, get_adversary, list_adver
 from .heads import FlatHead, HierarchicalHead
 from .network import PolicyNetwork
 from .reinforce import PolicySample, Reinforce, sample_categorical
+from .schedules import CurriculumStrategy, LevelScheduleStrategy, Schedule, parse_schedule, schedule_levels
 from .strategies import (
     FixedStrategy,
     LearnedStrategy,
@@ -19,6 +20,11 @@ __all__ = [
     "DEFAULT_ADVERSARY",
     "GROUPINGS",
     "ActionSpace",
+    "CurriculumStrategy",
+    "LevelScheduleStrategy",
+    "Schedule",
+    "parse_schedule",
+    "schedule_levels",
     "Adversary",
     "FlatHead",
     "HierarchicalHead",

@@ -5,7 +5,9 @@
 * a corruption name (``"gaussian_noise"``) or a category (``"noise"``, ``"blur"``, ``"digital"``):
   uniform over that corruption's / category's actions (all its severities);
 * ``"none"``: no corruption at all; the trainer skips the corrupted half of the batch, which makes
-  it plain training through the same code path (the baseline rows of the ablation).
+  it plain training through the same code path (the baseline rows of the ablation);
+* a fixed severity schedule (:mod:`advcorrupt.policy.schedules`): ``"random@3"``, ``"random@1-5"``,
+  ``"random@1:10+2:10+3:80"``, ``"curriculum@1-3"``: uniform corruptions, chosen levels.
 
 :func:`make_strategy` turns the one ``strategy`` argument into one of these objects.
 """
@@ -19,10 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._strategy import Strategy
 from .action_space import ActionSpace
 from .adversaries import Adversary, get_adversary, list_adversaries
 from .network import PolicyNetwork
-from .reinforce import PolicySample, Reinforce, sample_categorical
+from .reinforce import PolicySample, Reinforce
+from .schedules import make_schedule, parse_schedule
 
 __all__ = [
     "FixedStrategy",
@@ -32,73 +36,6 @@ __all__ = [
     "Strategy",
     "make_strategy",
 ]
-
-
-def _entropy(probs: Tensor) -> Tensor:
-    return -torch.special.xlogy(probs, probs).sum(-1)
-
-
-class Strategy:
-    """Base class: draws one action per image and (optionally) learns from rewards.
-
-    Attributes:
-        name: the ``strategy`` string this object stands for.
-        learns: whether :meth:`update` changes anything.
-        corrupts: ``False`` only for ``"none"``: no corrupted samples are produced.
-    """
-
-    name: str = "strategy"
-    learns: bool = False
-    corrupts: bool = True
-
-    def __init__(self, action_space: ActionSpace) -> None:
-        if not isinstance(action_space, ActionSpace):
-            raise TypeError(f"action_space must be an ActionSpace; got {type(action_space).__name__}")
-        self.action_space = action_space
-
-    def probabilities(self, images: Tensor) -> Tensor:
-        """Action probabilities per image, (B, K), no gradient."""
-        raise NotImplementedError
-
-    def sample(self, images: Tensor, *, generator: torch.Generator | None = None) -> PolicySample:
-        """Draw one action per image."""
-        probs = self.probabilities(images)
-        actions = sample_categorical(probs, generator=generator)
-        return PolicySample(actions=actions, probs=probs, entropy=_entropy(probs))
-
-    needs_after = False  # whether update() needs the losses recomputed after the detector's update
-
-    def update(
-        self, sample: PolicySample, corrupted_loss: Tensor, *, clean_loss: Tensor | None = None,
-        valid: Tensor | None = None, after: tuple[Tensor, Tensor] | None = None,
-    ) -> dict[str, Tensor]:
-        """Learn from the detector's per-sample losses; non-learning strategies only report statistics.
-
-        Args:
-            sample: what :meth:`sample` returned for this batch.
-            corrupted_loss: (B,) the detector's loss on each corrupted image.
-            clean_loss: (B,) its loss on the same clean images (needed by ``"damage"`` rewards).
-            valid: optional bool mask (or 0-dim bool) of samples to learn from.
-            after: (B,) corrupted and clean losses recomputed after the detector's update (needed
-                by ``"progress"`` rewards, see :attr:`needs_after`).
-        """
-        r = corrupted_loss.detach().float()
-        ok = torch.isfinite(r)
-        if valid is not None:
-            ok = ok & valid.to(device=ok.device, dtype=torch.bool)
-        reward = torch.where(ok, r, torch.zeros_like(r)).sum() / ok.sum().clamp(min=1)
-        ent = sample.entropy.detach().mean() if sample.entropy is not None and sample.entropy.numel() else reward * 0
-        return {"reward": reward, "policy_entropy": ent}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            raise ValueError(f"strategy {self.name!r} has no state; got keys {sorted(state)}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, actions={self.action_space.size})"
 
 
 class FixedStrategy(Strategy):
@@ -227,6 +164,7 @@ def make_strategy(
     policy_lr: float = 1e-2,
     policy_kwargs: dict[str, Any] | None = None,
     reinforce_kwargs: dict[str, Any] | None = None,
+    total_steps: int | None = None,
 ) -> Strategy:
     """Build the strategy named by ``strategy``.
 
@@ -234,7 +172,8 @@ def make_strategy(
         strategy: ``"learned"`` (the default adversary), an adversary name
             (:func:`~advcorrupt.policy.adversaries.list_adversaries`, e.g. ``"paper"``), ``"random"``,
             ``"none"``, a corruption name of ``action_space`` or a category (``"noise"``, ``"blur"``,
-            ``"digital"``, ``"custom"``); a :class:`Strategy` is returned as is.
+            ``"digital"``, ``"custom"``), or a severity schedule (``"random@3"``, ``"curriculum@1-3"``,
+            :mod:`~advcorrupt.policy.schedules`); a :class:`Strategy` is returned as is.
         action_space: the action grid.
         in_channels: image channels the policy network sees (learned strategies only).
         device: where to build the policy network (learned strategies only).
@@ -246,6 +185,7 @@ def make_strategy(
         policy_kwargs: extra arguments of :class:`PolicyNetwork`.
         reinforce_kwargs: extra arguments of :class:`Reinforce`; ``min_prob`` and
             ``entropy_coef`` override the adversary's.
+        total_steps: the run's training steps (needed by ``"curriculum@..."`` schedules only).
 
     Returns:
         The strategy.
@@ -256,6 +196,8 @@ def make_strategy(
         'blur'
         >>> make_strategy("learned", ActionSpace()).adversary.name
         'banded'
+        >>> make_strategy("random@3", ActionSpace()).levels
+        (3,)
     """
     if isinstance(strategy, Strategy):
         if strategy.action_space.state_dict() != action_space.state_dict():
@@ -276,12 +218,15 @@ def make_strategy(
         return RandomStrategy(action_space)
     if strategy == "none":
         return NoneStrategy(action_space)
+    if parse_schedule(strategy) is not None:
+        return make_schedule(strategy, action_space, total_steps=total_steps)
     try:
         actions = action_space.actions_of(strategy)
     except KeyError:
         raise ValueError(
             f"strategy must be 'learned', an adversary ({', '.join(list_adversaries())}), 'random', 'none', "
-            f"a corruption of the action space ({', '.join(action_space.corruptions)}) or a category; "
+            f"a corruption of the action space ({', '.join(action_space.corruptions)}), a category or a "
+            "schedule such as 'random@3' or 'curriculum@1-3'; "
             f"got {strategy!r}"
         ) from None
     return FixedStrategy(action_space, actions, name=strategy)
