@@ -1,4 +1,4 @@
-"""Losses for infrared small target segmentation.
+"""Losses: Soft-IoU for binary masks (infrared small targets) and per-image cross-entropy for class indices.
 
 ``SoftIoULoss`` is the loss BALISTD (AAAI 2024) trains with (``L`` in Eq. 1 and Eq. 8): one minus the
 soft intersection over union of the sigmoid probabilities and the binary mask, per sample, as in
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SoftIoULoss"]
+__all__ = ["PerSampleCrossEntropy", "SoftIoULoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -106,3 +106,74 @@ class SoftIoULoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"reduction={self.reduction!r}, smooth={self.smooth}, bce_weight={self.bce_weight}, "
                 f"bce_pos_weight={self.bce_pos_weight}")
+
+
+class PerSampleCrossEntropy(nn.Module):
+    r"""Cross-entropy per image for class-index masks: the semantic task's default loss.
+
+    For image ``i`` with logits ``z`` (K, H, W) and labels ``y`` (H, W), over its pixels ``P_i``
+    whose label is not ``ignore_index``:
+
+    .. math::
+        \ell_i = \frac{\sum_{p \in P_i} w_{y_p} \, \mathrm{CE}(z_p, y_p)}{\sum_{p \in P_i} w_{y_p}}
+
+    (``w`` = 1 without class weights): the mean over the image's non-ignored pixels, torch's
+    weighted-mean convention per image. An image whose pixels are all ignored gives 0, never NaN.
+    ``reduction="none"`` gives the (B,) losses :class:`advcorrupt.AdversarialCorruptionTrainer`
+    needs.
+
+    Args:
+        ignore_index: label of pixels left out of the loss (``None``: every pixel counts).
+        weight: optional (K,) class weights, >= 0.
+        reduction: ``"none"`` (per image, (B,)), ``"mean"`` or ``"sum"`` over the images.
+
+    Shape:
+        logits: (B, K, H, W); target: (B, H, W) or (B, 1, H, W) int64 class indices.
+
+    Example:
+        >>> import torch
+        >>> loss = PerSampleCrossEntropy(ignore_index=255, reduction="none")
+        >>> target = torch.zeros(2, 4, 4, dtype=torch.long); target[1] = 255   # image 1: all ignored
+        >>> loss(torch.randn(2, 3, 4, 4), target)[1].item()
+        0.0
+    """
+
+    def __init__(
+        self, *, ignore_index: int | None = None, weight: Tensor | None = None, reduction: str = "none",
+    ) -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}; got {reduction!r}")
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise ValueError(f"ignore_index must be an int or None; got {ignore_index!r}")
+        if weight is not None:
+            weight = torch.as_tensor(weight, dtype=torch.float32)
+            if weight.ndim != 1 or not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+                raise ValueError(f"weight must be a 1-D tensor of finite class weights >= 0; got {weight.tolist()}")
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if target.ndim == 4 and target.shape[1] == 1:
+            target = target[:, 0]
+        if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(
+                f"logits must be (B, K, H, W) and target (B, H, W) with the same B, H, W; got logits "
+                f"{tuple(logits.shape)} and target {tuple(target.shape)}"
+            )
+        if self.weight is not None and self.weight.numel() != logits.shape[1]:
+            raise ValueError(f"weight must hold one weight per class ({logits.shape[1]}); got {self.weight.numel()}")
+        target = target.long()
+        ignore = -100 if self.ignore_index is None else self.ignore_index
+        per_pixel = F.cross_entropy(logits.float(), target, weight=self.weight, ignore_index=ignore, reduction="none")
+        kept = target != ignore
+        if self.weight is None:
+            denom = kept.sum(dim=(1, 2)).float()
+        else:
+            denom = torch.where(kept, self.weight[target.clamp(0, logits.shape[1] - 1)], 0.0).sum(dim=(1, 2))
+        per_image = per_pixel.sum(dim=(1, 2)) / denom.clamp(min=torch.finfo(torch.float32).tiny)
+        per_image = torch.where(denom > 0, per_image, torch.zeros_like(per_image))
+        if self.reduction == "none":
+            return per_image
+        return per_image.mean() if self.reduction == "mean" else per_image.sum()

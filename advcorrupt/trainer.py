@@ -35,11 +35,11 @@ from ._graphs import GraphedCall
 from .corruptions._registry import validate_images
 from .corruptions.functional import _host_reads_ok
 from ._outputs import output_heads
-from .losses import SoftIoULoss
 from .policy.action_space import ActionSpace
 from .policy.reinforce import PolicySample
 from .policy.schedules import schedule_action_space
 from .policy.strategies import Strategy, make_strategy
+from .tasks import BinaryTask, Task, infer_task, make_task
 
 __all__ = ["AdversarialCorruptionTrainer", "frozen_buffers"]
 
@@ -53,7 +53,8 @@ class AdversarialCorruptionTrainer:
             be wrapped in ``DistributedDataParallel`` and be in ``channels_last``.
         optimizer: the detector's optimizer; must hold (some of) ``model``'s parameters.
         loss_fn: per-sample loss ``loss_fn(logits, masks) -> (N,)``; default
-            ``SoftIoULoss(reduction="none")`` (the paper's loss).
+            the task's: ``SoftIoULoss(reduction="none")`` (the paper's loss) for binary masks,
+            :class:`~advcorrupt.losses.PerSampleCrossEntropy` for class indices.
         action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
             corruptions, severities 1-3, plus any level a schedule strategy draws).
         strategy: ``"learned"`` (default: the default adversary), an adversary's name
@@ -86,6 +87,11 @@ class AdversarialCorruptionTrainer:
         policy: a ready policy network for ``"learned"`` (default: :class:`PolicyNetwork`).
         policy_kwargs: extra arguments of :class:`PolicyNetwork`.
         reinforce_kwargs: extra arguments of :class:`Reinforce` (baseline, entropy, floor...).
+        task: ``"binary"`` (masks (B, 1, H, W) in {0, 1}), ``"semantic"`` (class indices), a
+            :class:`~advcorrupt.tasks.Task`, or ``None``: inferred from the first batch (integer or
+            (B, H, W) masks with a model returning K > 1 channels mean semantic).
+        num_classes: semantic task: K (default: the model's output channels); implies semantic.
+        ignore_index: semantic task: the label left out of the loss (e.g. 255); implies semantic.
         total_steps: the run's training steps (``epochs * len(loader)``); needed only by a
             ``"curriculum@..."`` strategy, which places its timetable on it.
 
@@ -123,6 +129,9 @@ class AdversarialCorruptionTrainer:
         policy_kwargs: dict[str, Any] | None = None,
         reinforce_kwargs: dict[str, Any] | None = None,
         total_steps: int | None = None,
+        task: str | Task | None = None,
+        num_classes: int | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -162,7 +171,8 @@ class AdversarialCorruptionTrainer:
             raise TypeError(f"action_space must be an ActionSpace or None; got {type(action_space).__name__}")
         self.model = model
         self.optimizer = optimizer
-        self.loss_fn = loss_fn if loss_fn is not None else SoftIoULoss(reduction="none")
+        self.task: Task | None = make_task(task, num_classes=num_classes, ignore_index=ignore_index)
+        self.loss_fn = loss_fn if loss_fn is not None or self.task is None else self.task.default_loss()
         self.action_space = action_space
         self.lam = float(lam)
         self.preprocess = preprocess
@@ -331,10 +341,11 @@ class AdversarialCorruptionTrainer:
 
         Args:
             images: clean images, float in [0, 1].
-            masks: binary target masks.
+            masks: target masks, as the task reads them (:attr:`task`).
 
         Shape:
-            images: (B, C, H, W); masks: (B, 1, H, W) (or (B, M, H, W) matching the model output).
+            images: (B, C, H, W); masks: binary (B, 1, H, W) (or (B, M, H, W) matching the model
+            output), or semantic class indices (B, H, W) / (B, 1, H, W).
 
         Returns:
             Detached 0-dim tensors (on an accelerator: no host-device sync, the non-finite check
@@ -345,12 +356,15 @@ class AdversarialCorruptionTrainer:
         """
         b = self._check_images(images, build=False)
         masks = self._check_masks(masks, images)  # bad masks raise before a lazy policy is built
+        fresh_task = self.task is None
         fresh = self._strategy is None
         try:
             per_sample, loss, loss_clean, loss_corrupted = self._forward(images, masks)
         except Exception:
             if fresh:  # e.g. the model refused the batch: forget the policy built from it
                 self._strategy, self._pending = None, None
+            if fresh_task:  # and the task inferred from it
+                self.task = None
             raise
         grads, gnorm = self._backward(loss)
         if self.skip_non_finite and not _host_reads_ok(loss.device):
@@ -383,6 +397,10 @@ class AdversarialCorruptionTrainer:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with self._autocast(inputs):
             outputs = self.model(inputs)
+        if self.task is None:  # zero-config: the first batch's masks and outputs decide
+            masks = self._infer_task(masks, images, outputs)
+            targets = torch.cat([masks, masks]) if self.strategy.corrupts else masks
+        with self._autocast(inputs):
             per_sample = self._per_sample_loss(outputs, targets)
         self._probe = (inputs, targets) if self.strategy.needs_after else None
         loss_clean = per_sample[:b].mean()
@@ -577,6 +595,7 @@ class AdversarialCorruptionTrainer:
             "strategy_state": self._strategy.state_dict() if self._strategy is not None else {},
             "num_steps": self.num_steps,
             "num_skipped": self.num_skipped,
+            **({"task": self.task.to_dict()} if self.task is not None else {}),
         }
 
     def check_state_dict(self, state: Any) -> None:
@@ -589,6 +608,9 @@ class AdversarialCorruptionTrainer:
                 f"state was saved with a different action space {state['action_space']}; expected this "
                 f"trainer's {mine}"
             )
+        saved_task = state.get("task")
+        if saved_task is not None and self.task is not None and saved_task != self.task.to_dict():
+            raise ValueError(f"state was saved for the task {saved_task}; expected this trainer's {self.task.to_dict()}")
         if state.get("strategy") != self._strategy_name:
             raise ValueError(
                 f"state was saved with strategy {state.get('strategy')!r}; expected this trainer's "
@@ -599,6 +621,8 @@ class AdversarialCorruptionTrainer:
         """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
         raised before anything changes."""
         self.check_state_dict(state)
+        if self.task is None and state.get("task") is not None:
+            self._set_task(make_task(state["task"]))  # type: ignore[arg-type]
         strategy_state = state.get("strategy_state") or {}
         if self._strategy is None:
             if not strategy_state:  # saved before its first batch too: nothing to restore yet
@@ -629,18 +653,34 @@ class AdversarialCorruptionTrainer:
             )
         return int(images.shape[0])
 
-    @staticmethod
-    def _check_masks(masks: object, images: Tensor) -> Tensor:
+    def _check_masks(self, masks: object, images: Tensor) -> Tensor:
+        """The task checks the masks; before the task is known, float (B, 1, H, W) masks mean binary
+        and integer or (B, H, W) masks wait for the model's output channels (:func:`infer_task`)."""
+        if self.task is None and isinstance(masks, Tensor) and masks.ndim == 4 and masks.is_floating_point():
+            self._set_task(BinaryTask())
+        if self.task is not None:
+            return self.task.check_masks(masks, images)
         if not isinstance(masks, Tensor):
-            raise TypeError(f"masks must be a torch.Tensor of shape (B, 1, H, W); got {type(masks).__name__}")
-        if masks.ndim != 4 or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+            raise TypeError(f"masks must be a torch.Tensor, (B, 1, H, W) or (B, H, W); got {type(masks).__name__}")
+        b, h, w = images.shape[0], images.shape[2], images.shape[3]
+        if tuple(masks.shape) not in ((b, h, w), (b, 1, h, w)):
             raise ValueError(
-                f"masks must have shape (B, 1, H, W) = ({images.shape[0]}, 1, {images.shape[2]}, "
-                f"{images.shape[3]}) to match images; got {tuple(masks.shape)}"
+                f"masks must have shape (B, 1, H, W) = ({b}, 1, {h}, {w}) or, class indices, (B, H, W) = ({b}, {h}, "
+                f"{w}) to match images; got {tuple(masks.shape)}"
             )
-        masks = masks if masks.is_floating_point() else masks.float()
-        _check_binary(masks)
         return masks
+
+    def _infer_task(self, masks: Tensor, images: Tensor, outputs: object) -> Tensor:
+        """Decide the task from the first batch (masks and the model's output channels); check the masks."""
+        task = infer_task(masks, int(output_heads(outputs)[-1].shape[1]))
+        masks = task.check_masks(masks, images)
+        self._set_task(task)
+        return masks
+
+    def _set_task(self, task: Task) -> None:
+        self.task = task
+        if self.loss_fn is None:
+            self.loss_fn = task.default_loss()
 
     def _model_channels_last(self) -> bool:
         for p in self.model.parameters():
@@ -658,7 +698,8 @@ class AdversarialCorruptionTrainer:
                     f"model output {i} must have shape ({n}, *, {targets.shape[-2]}, {targets.shape[-1]}) "
                     f"to match the masks' spatial size; got {tuple(h.shape)}"
                 )
-            per = self.loss_fn(h, targets)
+            self.task.check_output(h, targets)  # type: ignore[union-attr]
+            per = self.loss_fn(h, targets)  # type: ignore[misc]
             if not isinstance(per, Tensor) or per.shape != (n,):
                 got = tuple(per.shape) if isinstance(per, Tensor) else type(per).__name__
                 raise ValueError(
@@ -690,25 +731,6 @@ def frozen_buffers(module: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for buf, value in saved:
                 buf.copy_(value)
-
-
-def _check_binary(masks: Tensor) -> None:
-    """Masks must be {0, 1}: a 0-255 or soft mask would silently give a wrong loss and reward."""
-    from ._checks import value_checks_enabled
-
-    if not value_checks_enabled() or masks.numel() == 0:
-        return
-    with torch.no_grad():
-        binary = ((masks == 0) | (masks == 1)).all()
-        if masks.device.type == "cpu":
-            if not bool(binary):
-                values = torch.unique(masks.detach())[:6].tolist()
-                raise ValueError(
-                    f"masks must be binary, 0 for background and 1 for target pixels; got values such as {values} "
-                    "(a 0-255 mask? divide by 255 and threshold)"
-                )
-        elif masks.device.type == "cuda":
-            torch._assert_async(binary, "masks must be binary (0 / 1)")
 
 
 def _is_learned(strategy: str) -> bool:

@@ -3,7 +3,8 @@
 ``tests/data/golden_run.json`` was written by ``tests/data/make_golden_run.py`` from commit
 92fa72f, before the package was restructured (issue 17). Moving code around must not change one
 bit of it: the trained weights, the policy, the logs and the robustness report of a tiny CPU run
-of ``advcorrupt train`` followed by ``evaluate_robustness``. Bit-identity only holds for the same
+of ``advcorrupt train`` followed by ``evaluate_robustness`` (fields added since, such as a new
+checkpoint entry, are allowed and printed; every recorded one must match). Bit-identity only holds for the same
 torch build, so another torch version skips the test.
 """
 
@@ -20,6 +21,9 @@ import torch
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "golden_run.json").read_text())
+# Fields the checkpoint gained on purpose since the golden run, each with the value this run must
+# hold; everything else stays bit-identical. The task spine (issue 17/21) records the task.
+ADDED = {"trainer": {"task": {"name": "binary"}}}
 
 
 def _load_generator() -> Any:
@@ -30,20 +34,28 @@ def _load_generator() -> Any:
     return module
 
 
-def first_difference(expected: Any, got: Any, path: str = "") -> str | None:
-    """The first place (``a/b[3]/c``) where two JSON trees differ, with both values; NaN == NaN."""
+def first_difference(expected: Any, got: Any, path: str = "", *, new_keys: list[str] | None = None) -> str | None:
+    """The first place (``a/b[3]/c``) where two JSON trees differ, with both values; NaN == NaN.
+
+    A key of ``got`` that ``expected`` lacks is a difference, unless ``new_keys`` is given: then
+    it is appended there (a field added since the golden run cannot change a recorded value).
+    """
     if isinstance(expected, dict) and isinstance(got, dict):
         for key in expected:
             if key not in got:
                 return f"{path}/{key}: missing from this run (expected {str(expected[key])[:120]})"
-            found = first_difference(expected[key], got[key], f"{path}/{key}")
+            found = first_difference(expected[key], got[key], f"{path}/{key}", new_keys=new_keys)
             if found:
                 return found
         extra = sorted(set(got) - set(expected))
-        return f"{path}/{extra[0]}: not in the golden run (got {str(got[extra[0]])[:120]})" if extra else None
+        if extra and new_keys is None:
+            return f"{path}/{extra[0]}: not in the golden run (got {str(got[extra[0]])[:120]})"
+        if new_keys is not None:
+            new_keys.extend(f"{path}/{k}" for k in extra)
+        return None
     if isinstance(expected, list) and isinstance(got, list):
         for i, (e, g) in enumerate(zip(expected, got)):
-            found = first_difference(e, g, f"{path}[{i}]")
+            found = first_difference(e, g, f"{path}[{i}]", new_keys=new_keys)
             if found:
                 return found
         if len(expected) != len(got):
@@ -62,6 +74,11 @@ def test_first_difference_names_the_first_differing_field() -> None:
     assert first_difference(golden, changed) == "/model/b.weight: expected '2', got '3'"
     assert first_difference(golden, {**golden, "metrics": [{"loss": 1}]}) == "/metrics[0]/loss: expected 1.0, got 1"
     assert "missing" in str(first_difference(golden, {"model": golden["model"]}))
+    grown = {**golden, "metrics": [{"loss": 1.0, "new": 2}]}
+    assert first_difference(golden, grown) == "/metrics[0]/new: not in the golden run (got 2)"
+    new_keys: list[str] = []
+    assert first_difference(golden, grown, new_keys=new_keys) is None and new_keys == ["/metrics[0]/new"]
+    assert first_difference(golden, {**grown, "x": 0.0}, new_keys=[]) == "/x: expected nan, got 0.0"
 
 
 def test_seeded_train_and_benchmark_match_the_pre_restructuring_run(tmp_path: Path) -> None:
@@ -75,7 +92,15 @@ def test_seeded_train_and_benchmark_match_the_pre_restructuring_run(tmp_path: Pa
     # The procedure itself must be the recorded one, or the comparison means nothing.
     assert record["train_args"] == GOLDEN["train_args"] and record["bench"] == GOLDEN["bench"]
     assert len(record["model"]) > 0 and len(record["metrics"]) == 3
+    for field, added in ADDED.items():
+        for key, value in added.items():
+            assert record[field].pop(key, None) == value, f"{field}/{key} must be {value!r} in this run"
+    # Every recorded value must be reproduced exactly; fields added since (a new checkpoint entry,
+    # a new log column) are allowed, and printed, as long as they change nothing recorded.
+    new_keys: list[str] = []
     for field in ("checkpoint", "model", "trainer", "rng", "normalize", "policy_history", "metrics", "steps",
                   "policy_actions", "report"):
-        difference = first_difference(GOLDEN[field], record[field], field)
+        difference = first_difference(GOLDEN[field], record[field], field, new_keys=new_keys)
         assert difference is None, f"the run changed (first difference: {difference})"
+    if new_keys:
+        print("fields added since the golden run:", ", ".join(new_keys))
