@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from advcorrupt.engine import TrainConfig, WarmupCosine, fit, is_collapsed
+from advcorrupt.training import TrainConfig, WarmupCosine, fit, is_collapsed
 from advcorrupt.policy import ActionSpace, make_strategy
 from advcorrupt.policy.adversaries import DEFAULT_ADVERSARY, Adversary, get_adversary, list_adversaries
 from advcorrupt.policy.heads import FlatHead, HierarchicalHead
@@ -487,11 +487,15 @@ def test_bce_pos_weight_scales_the_pull_on_target_pixels_only() -> None:
     start = torch.full((1, 1, 256, 256), math.log(0.01 / 0.99), requires_grad=True)
     target = torch.zeros(1, 1, 256, 256)
     target[..., 100:108, 100:108] = 1  # 64 pixels, ~0.1%
-    for pos_weight, targets_win in ((1.0, False), (20.0, True)):  # 64 x 0.99 x w against 65472 x 0.01
+    # summed pulls, 64 x 0.99 x w up against 65472 x 0.01 = 654.7 down: weight 1 loses about 10 to 1,
+    # weight 10 brings the two close to even (633.6, the background still slightly ahead), 20 wins
+    for pos_weight, up, targets_win in ((1.0, 63.36, False), (10.0, 633.6, False), (20.0, 1267.2, True)):
         bce = nn.functional.binary_cross_entropy_with_logits(
             start, target, pos_weight=torch.tensor(pos_weight), reduction="sum")
         (g,) = torch.autograd.grad(bce, start)
-        assert bool(g[target > 0].abs().sum() > g[target == 0].abs().sum()) is targets_win
+        pull_up, pull_down = float(g[target > 0].abs().sum()), float(g[target == 0].abs().sum())
+        assert pull_up == pytest.approx(up, rel=1e-3) and pull_down == pytest.approx(654.72, rel=1e-3)
+        assert (pull_up > pull_down) is targets_win
     # the same numbers as torch's own pos_weight
     y = (torch.rand(2, 1, 8, 8) > 0.8).float()
     x = torch.randn(2, 1, 8, 8) * 5
