@@ -133,6 +133,13 @@ def _weights(spec: str, values: Sequence[float | None] | None, n: int) -> tuple[
     w = [float(v) for v in values]  # type: ignore[arg-type]
     if any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
         raise _bad(spec, f"level weights must be finite, >= 0 and not all zero; got {w}")
+    return _normalised(w)
+
+
+def _normalised(w: Sequence[float]) -> tuple[float, ...]:
+    """``w / sum(w)``; weights whose sum overflows (e.g. ``1e308`` twice) are scaled down first."""
+    if not math.isfinite(sum(w)):
+        w = [v / max(w) for v in w]
     return tuple(v / sum(w) for v in w)
 
 
@@ -252,8 +259,9 @@ class LevelScheduleStrategy(_RowStrategy):
         w = [float(v) for v in weights]
         if any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
             raise ValueError(f"weights must be finite, >= 0 and not all zero; got {w}")
-        super().__init__(action_space, [_level_row(action_space, levels, [v / sum(w) for v in w], label)], name=label)
-        self.levels, self.weights = levels, tuple(v / sum(w) for v in w)
+        weights = _normalised(w)
+        super().__init__(action_space, [_level_row(action_space, levels, weights, label)], name=label)
+        self.levels, self.weights = levels, weights
 
     def probabilities(self, images: Tensor) -> Tensor:
         return self._row(0, images.device).expand(images.shape[0], -1)
