@@ -11,10 +11,11 @@ differently, draw different views):
 * :class:`RandomHorizontalFlip` - mirror both left-right with probability ``p``;
 * :class:`Compose` - a sequence of them, sharing one generator.
 
-Labels are resampled with ``mode="nearest-exact"`` on a float64 copy and cast back, so every
-output label is a copy of an input label (no new value can appear), and the label chosen for an
-output pixel is the source pixel with the largest bilinear weight in the image: where the resized
-image shows a region's exact colour, the label shows that region's class.
+Labels are resampled by torch's ``mode="nearest-exact"`` rule, applied to the row and column
+indices and then gathered, so every output label is a copy of an input label in its own dtype (no
+new value can appear), and the label chosen for an output pixel is the source pixel with the largest
+bilinear weight in the image: where the resized image shows a region's exact colour, the label
+shows that region's class.
 
 They are the ``transform=`` of :class:`advcorrupt.data.SegmentationFolder` and
 :class:`advcorrupt.data.CamVid`, and work on any device.
@@ -95,11 +96,14 @@ def resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) 
     lead, (h, w) = image.shape[:-3], image.shape[-2:]
     if (h, w) == tuple(size):
         return image, mask
-    flat_image = image.reshape(-1, *image.shape[-3:])
-    flat_mask = mask.reshape(-1, 1, h, w).to(torch.float64)  # exact for any int64 label below 2**53
-    image = F.interpolate(flat_image, size=size, mode="bilinear", align_corners=False)
-    labels = F.interpolate(flat_mask, size=size, mode="nearest-exact").to(mask.dtype)
-    return image.reshape(*lead, *image.shape[-3:]), labels.reshape(*lead, *size)
+    image = F.interpolate(image.reshape(-1, *image.shape[-3:]), size=size, mode="bilinear", align_corners=False)
+    # Nearest is separable: resample the row and column *indices* with torch's own rule, then gather
+    # the labels, so they keep their dtype and exact values (no float round trip; any device).
+    rows = torch.arange(h, dtype=torch.float32, device=mask.device).view(1, 1, h, 1)
+    cols = torch.arange(w, dtype=torch.float32, device=mask.device).view(1, 1, 1, w)
+    rows = F.interpolate(rows, size=(size[0], 1), mode="nearest-exact").view(-1).long()
+    cols = F.interpolate(cols, size=(1, size[1]), mode="nearest-exact").view(-1).long()
+    return image.reshape(*lead, *image.shape[-3:]), mask[..., rows[:, None], cols[None, :]]
 
 
 class RandomScaleCrop:
