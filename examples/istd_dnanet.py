@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from advcorrupt.benchmark import RobustnessReport, comparison_table, evaluate_robustness
-from advcorrupt.engine import TrainConfig, build_datasets, check_config, fit, load_model
+from advcorrupt.training import TrainConfig, build_datasets, check_config, fit, load_model
 
 # Each profile is a TrainConfig template; command-line options override its fields.
 PROFILES: dict[str, dict[str, object]] = {

@@ -261,7 +261,7 @@ def test_train_cli_under_two_processes_writes_once_and_reduces_statistics(two_ra
 
 
 def test_a_mid_epoch_checkpoint_of_two_processes_refuses_a_one_process_resume(two_ranks: Path, tmp_path: Path) -> None:
-    from advcorrupt.engine import TrainConfig, fit
+    from advcorrupt.training import TrainConfig, fit
 
     run = tmp_path / "run"
     run.mkdir()

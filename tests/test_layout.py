@@ -133,3 +133,113 @@ def test_bench_docstring_examples_run() -> None:
         assert result.failed == 0, f"{module.__name__}: {result.failed} doctest(s) failed"
         attempted += result.attempted
     assert attempted >= 24  # the seven examples moved from advcorrupt/benchmark.py hold 24 statements
+
+
+# ==============================================================================================
+# advcorrupt.training: the loop behind `advcorrupt train`, formerly the module advcorrupt/engine.py
+# ==============================================================================================
+
+#: What ``advcorrupt.engine.__all__`` held before the move; none of it may disappear.
+ENGINE_NAMES = (
+    "TrainConfig",
+    "TrainingStopped",
+    "build_datasets",
+    "check_config",
+    "fit",
+    "load_model",
+    "restore_training_state",
+)
+#: Public names the old module had outside its ``__all__`` (tests and examples imported them).
+ENGINE_EXTRA_NAMES = ("COLLAPSE_IOU", "WarmupCosine", "is_collapsed")
+#: One module per job (issue 17); a file that disappears or appears should update this list.
+TRAINING_FILES = ("__init__", "checkpoints", "config", "data", "distributed", "logs", "loop", "run", "schedule",
+                  "validation")
+
+
+def test_engine_old_path_still_exports_every_name_it_had() -> None:
+    from advcorrupt import engine, training
+
+    assert tuple(engine.__all__) == ENGINE_NAMES
+    assert set(ENGINE_NAMES) | set(ENGINE_EXTRA_NAMES) <= set(training.__all__)
+
+
+@pytest.mark.parametrize("name", ENGINE_NAMES + ENGINE_EXTRA_NAMES)
+def test_engine_old_path_reexports_the_very_same_object(name: str) -> None:
+    import advcorrupt.training
+    from advcorrupt import engine
+
+    assert getattr(engine, name) is getattr(advcorrupt.training, name)
+    namespace: dict[str, object] = {}
+    exec(f"from advcorrupt.engine import {name}", namespace)  # the line users type
+    assert namespace[name] is getattr(advcorrupt.training, name)
+
+
+def test_engine_module_only_reexports() -> None:
+    # Code added to the old path would fork the library: the shim may hold imports, its docstring
+    # and __all__, nothing else.
+    tree = ast.parse((PACKAGE_ROOT / "engine.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            continue
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 1 and node.module == "training", ast.unparse(node)
+            continue
+        assert isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"], (
+            ast.unparse(node)
+        )
+
+
+def test_training_package_has_one_module_per_job() -> None:
+    found = sorted(p.stem for p in (PACKAGE_ROOT / "training").glob("*.py"))
+    assert found == sorted(TRAINING_FILES)
+    assert not (PACKAGE_ROOT / "training" / "fit.py").exists()  # no module named like the function it exports
+
+
+def test_training_public_objects_say_where_they_are_defined() -> None:
+    import advcorrupt.training
+
+    for name in advcorrupt.training.__all__:
+        obj = getattr(advcorrupt.training, name)
+        if callable(obj):
+            assert obj.__module__.startswith("advcorrupt.training."), (name, obj.__module__)
+
+
+@pytest.mark.parametrize("stem", TRAINING_FILES)
+def test_training_source_never_imports_the_cli_or_the_old_path(stem: str) -> None:
+    imported = _imported_modules(PACKAGE_ROOT / "training" / f"{stem}.py", "advcorrupt.training")
+    bad = sorted(m for m in imported if m.startswith(("advcorrupt.cli", "advcorrupt.engine")))
+    assert not bad, f"training/{stem}.py imports {bad}"
+
+
+def test_the_training_import_reader_resolves_relative_imports() -> None:
+    # Guards the check above: `from .config import ...` and `from ..checkpoint import ...` must be seen.
+    loop = _imported_modules(PACKAGE_ROOT / "training" / "loop.py", "advcorrupt.training")
+    assert {"advcorrupt.training.config", "advcorrupt.training.checkpoints"} <= loop
+    checkpoints = _imported_modules(PACKAGE_ROOT / "training" / "checkpoints.py", "advcorrupt.training")
+    assert "advcorrupt.checkpoint" in checkpoints and "advcorrupt.models" in checkpoints
+
+
+def test_importing_training_does_not_import_the_cli() -> None:
+    code = (
+        "import sys\n"
+        "import advcorrupt.training\n"
+        "from advcorrupt.training import TrainConfig, check_config\n"
+        "check_config(TrainConfig(model='acm'))\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('advcorrupt'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "advcorrupt.training.loop" in loaded  # the probe saw the modules it asks about
+    assert not sorted(m for m in loaded if m == "advcorrupt.cli" or m.startswith("advcorrupt.cli."))
+
+
+@pytest.mark.parametrize("folder", ["cli", "integrations"])
+def test_library_modules_import_the_training_package_not_the_old_path(folder: str) -> None:
+    files = sorted((PACKAGE_ROOT / folder).glob("*.py"))
+    assert files
+    for path in files:
+        imported = _imported_modules(path, f"advcorrupt.{folder}")
+        assert not [m for m in imported if m.startswith("advcorrupt.engine")], path.name
+    train_cli = _imported_modules(PACKAGE_ROOT / "cli" / "train.py", "advcorrupt.cli")
+    assert "advcorrupt.training.fit" in train_cli

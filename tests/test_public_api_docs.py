@@ -159,11 +159,8 @@ def test_every_docstring_example_runs(module_name: str, one_thread: None, isolat
 
 
 # Examples known to be prose only, by function name, each with the reason it is not fixed here.
-PROSE_EXAMPLES = {
-    # `>>> # state = restore_training_state(...)`: a comment, so nothing runs. engine.py is being
-    # moved into advcorrupt/training/ (issue 17); a runnable example belongs to that move.
-    "restore_training_state",
-}
+# (None left: restore_training_state's got a runnable one when engine.py became advcorrupt/training/.)
+PROSE_EXAMPLES: set[str] = set()
 
 
 @pytest.mark.parametrize("module_name", ALL_MODULES)

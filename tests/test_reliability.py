@@ -37,7 +37,7 @@ from advcorrupt.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from advcorrupt.engine import TrainConfig, TrainingStopped, fit, load_model, restore_training_state
+from advcorrupt.training import TrainConfig, TrainingStopped, fit, load_model, restore_training_state
 from advcorrupt.models import list_models, register_model
 
 TESTS_DIR = Path(__file__).resolve().parent

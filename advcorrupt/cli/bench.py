@@ -72,7 +72,7 @@ def _resolve_checkpoint(path: Path) -> Path:
 def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[Any, Any, Any, Any]:
     """``(model, config, test set, preprocess)`` of a checkpoint, with --data-root applied."""
     from ..checkpoint import CheckpointError
-    from ..engine import build_datasets, check_config, load_model
+    from ..training import build_datasets, check_config, load_model
 
     try:
         model, config, state = load_model(ckpt, device=device)

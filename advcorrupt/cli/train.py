@@ -1,4 +1,4 @@
-"""``advcorrupt train``: the argparse glue around :func:`advcorrupt.engine.fit`.
+"""``advcorrupt train``: the argparse glue around :func:`advcorrupt.training.fit`.
 
 Example:
     $ advcorrupt train --model sfim_dnanet --epochs 2 --out-dir runs/try
@@ -75,8 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def config_from_args(args: argparse.Namespace) -> object:
-    """The :class:`~advcorrupt.engine.TrainConfig` described by parsed ``train`` arguments."""
-    from ..engine import TrainConfig
+    """The :class:`~advcorrupt.training.TrainConfig` described by parsed ``train`` arguments."""
+    from ..training import TrainConfig
 
     return TrainConfig(
         model=args.model, model_kwargs=args.model_kwargs, strategy=args.strategy, data_root=args.data_root,
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         is intact).
     """
     from ..checkpoint import CheckpointWriteError
-    from ..engine import TrainingStopped, fit
+    from ..training import TrainingStopped, fit
 
     try:
         summary = fit(

@@ -47,7 +47,7 @@ class TensorBoardWriter:
         """One epoch's log row (keys ``lr``, ``train_*``, ``val_*``) and the shares of the sampled actions.
 
         Args:
-            step: the x axis (the engine uses the epoch number, 1-based).
+            step: the x axis (:func:`advcorrupt.training.fit` uses the epoch number, 1-based).
             row: the epoch's metrics; non-numeric values are skipped.
             labels: action labels ``"<corruption>@<severity>"`` in action order.
             shares: share of each action among those sampled in the epoch.

@@ -1,0 +1,57 @@
+"""The training loop behind ``advcorrupt train`` and ``examples/istd_dnanet.py``.
+
+:func:`fit` trains an ISTD model with :class:`~advcorrupt.AdversarialCorruptionTrainer` (BALISTD,
+Alg. 1) on an ISTD-layout dataset or the built-in :class:`~advcorrupt.data.SyntheticIRSTD`, with:
+
+- checkpoints that hold everything needed to continue (model, optimizer, LR scheduler, the
+  trainer's policy/baseline/step counts, the trainer's generator, every RNG state, the position in
+  the epoch and the config), written atomically, the last ``keep_last`` kept; ``resume=True``
+  continues from the newest one;
+- determinism: the epoch's sample order comes from ``(seed, epoch)``, each item's augmentation from
+  ``(seed, epoch, index)``, so a resumed run replays the uninterrupted one exactly on CPU;
+- a metrics log (JSONL or CSV, one row per epoch, with validation IoU/nIoU/Pd/Fa), per-step losses
+  (``steps.jsonl``), and the policy's action distribution per epoch (``policy_actions.json`` and a
+  plot ``policy_actions.png``);
+- ``torchrun``: a ``DistributedSampler`` split, detector in ``DistributedDataParallel``, training
+  statistics reduced across ranks, only rank 0 writes files and shows progress.
+
+The package reads in the order a run goes:
+
+- :mod:`~advcorrupt.training.config`: what defines a run (:class:`TrainConfig`) and
+  :func:`check_config`, which refuses a configuration before anything is built.
+- :mod:`~advcorrupt.training.data`: datasets and normalisation (:func:`build_datasets`), seeded
+  per-item augmentation and the epoch's batches.
+- :mod:`~advcorrupt.training.distributed`: the ``torchrun`` process group and each process's device.
+- :mod:`~advcorrupt.training.schedule`: the learning-rate schedule (:class:`WarmupCosine`).
+- :mod:`~advcorrupt.training.run`: what a run is made of and building it.
+- :mod:`~advcorrupt.training.loop`: :func:`fit` and the epoch loop.
+- :mod:`~advcorrupt.training.validation`: evaluation during training and collapse detection
+  (:func:`is_collapsed`).
+- :mod:`~advcorrupt.training.checkpoints`: writing, checking and restoring training checkpoints
+  (:func:`restore_training_state`, :func:`load_model`); the file format itself is
+  :mod:`advcorrupt.checkpoint`'s.
+- :mod:`~advcorrupt.training.logs`: ``config.json``, the metrics and step logs, the policy's
+  action shares, TensorBoard.
+
+``advcorrupt.engine``, the module this package replaces, re-exports the same objects.
+"""
+
+from .checkpoints import load_model, restore_training_state
+from .config import TrainConfig, check_config
+from .data import build_datasets
+from .loop import TrainingStopped, fit
+from .schedule import WarmupCosine
+from .validation import COLLAPSE_IOU, is_collapsed
+
+__all__ = [
+    "COLLAPSE_IOU",
+    "TrainConfig",
+    "TrainingStopped",
+    "WarmupCosine",
+    "build_datasets",
+    "check_config",
+    "fit",
+    "is_collapsed",
+    "load_model",
+    "restore_training_state",
+]

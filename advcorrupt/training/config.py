@@ -1,0 +1,251 @@
+"""What defines a training run: :class:`TrainConfig`, and :func:`check_config`, which refuses a
+configuration that cannot train before anything is built.
+
+A config is a frozen dataclass saved in every checkpoint (as :meth:`TrainConfig.to_dict`); a
+resumed run must share the fields that define it (:mod:`advcorrupt.training.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["TrainConfig", "check_config"]
+
+
+_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint).
+
+    Attributes:
+        model: a name from :func:`advcorrupt.models.list_models`.
+        model_kwargs: extra arguments of the model factory.
+        strategy: ``"learned"``, ``"random"``, ``"none"``, a corruption name or a category.
+        data_root: ISTD-layout dataset folder; ``None`` uses :class:`SyntheticIRSTD`.
+        dataset_name: split-file name (``img_idx/train_<name>.txt``); inferred when ``None``.
+        synthetic_train, synthetic_test, synthetic_size: the synthetic default's sizes.
+        epochs: number of epochs.
+        steps_per_epoch: cap on optimizer steps per epoch (``None``: one pass over the data).
+        batch_size: clean images per step (the forward pass sees twice as many).
+        patch_size: training crop side for real data.
+        lr: detector Adam learning rate (paper: 5e-4), cosine-annealed to ``lr * 0.01``.
+        warmup_epochs: linear learning-rate warm-up from ``lr / 100`` over this many epochs
+            (0: none). A few epochs keep the high rates of short schedules from collapsing the
+            detector to all-background on some seeds (docs/results.md).
+        grad_clip: clip the detector's gradient norm to this value (``None``: no clipping).
+        on_bad_file: ``"error"`` (default) or ``"skip"``: what to do with a split entry whose image
+            or mask is missing or cannot be read (skipped pairs are warned about and reported).
+        bce_weight: weight of a per-sample binary cross-entropy added to the Soft-IoU loss (0: the
+            paper's Soft-IoU alone); it keeps a gradient on target pixels when every logit is far
+            below zero, the all-background collapse (docs/results.md).
+        bce_pos_weight: weight of the target pixels inside the BCE term (1: unweighted); targets
+            cover ~0.1% of an infrared image, so a plain mean pulls the background down far harder
+            than it pulls the targets up.
+        deterministic: set torch's reproducibility switches (deterministic algorithms, cuDNN
+            without autotuning, ``CUBLAS_WORKSPACE_CONFIG``); matters on CUDA, slower there.
+        policy_lr: policy SGD learning rate (paper: 1e-4, which barely moves the policy within a
+            run; default 1e-2, see docs/trainer.md).
+        lam: weight of the corrupted loss (Eq. 1).
+        corruptions, severities: the action space (``None``: all registered corruptions).
+        seed: seeds initialisation, data order, augmentation and the adversary.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+        out_dir: where checkpoints and logs go.
+        keep_last: checkpoints kept.
+        checkpoint_every: also checkpoint every N steps inside an epoch (0: only at epoch ends).
+        max_consecutive_skips: stop after this many consecutive non-finite steps.
+        eval_every: validate every N epochs (and always after the last).
+        num_workers: DataLoader workers.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler).
+        log_format: ``"jsonl"`` or ``"csv"``.
+        reinforce_kwargs: extra arguments of :class:`~advcorrupt.Reinforce`.
+        policy_kwargs: extra arguments of :class:`~advcorrupt.PolicyNetwork` (``input_size``,
+            ``widths``).
+    """
+
+    model: str = "sfim_dnanet"
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    strategy: str = "learned"
+    data_root: str | None = None
+    dataset_name: str | None = None
+    synthetic_train: int = 256
+    synthetic_test: int = 64
+    synthetic_size: int = 128
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 16
+    patch_size: int = 256
+    lr: float = 5e-4
+    warmup_epochs: int = 0
+    grad_clip: float | None = None
+    bce_weight: float = 0.0
+    bce_pos_weight: float = 1.0
+    on_bad_file: str = "error"
+    deterministic: bool = False
+    policy_lr: float = 1e-2
+    lam: float = 1.0
+    corruptions: tuple[str, ...] | None = None
+    severities: tuple[int, ...] = (1, 2, 3)
+    seed: int = 0
+    device: str | None = None
+    out_dir: str = "runs/default"
+    keep_last: int = 3
+    checkpoint_every: int = 0
+    max_consecutive_skips: int = 10
+    eval_every: int = 1
+    num_workers: int = 0
+    amp: str = "none"
+    log_format: str = "jsonl"
+    reinforce_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "patch_size", "keep_last", "eval_every", "synthetic_train",
+                    "synthetic_test", "synthetic_size", "max_consecutive_skips")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+        for name in ("checkpoint_every", "num_workers", "warmup_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0; got {value!r}")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+            raise ValueError(f"steps_per_epoch must be None or an int >= 1; got {self.steps_per_epoch!r}")
+        for name in ("lr", "policy_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        if self.grad_clip is not None and (
+            not isinstance(self.grad_clip, (int, float)) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
+        ):
+            raise ValueError(f"grad_clip must be None or a finite number > 0; got {self.grad_clip!r}")
+        if self.on_bad_file not in ("error", "skip"):
+            raise ValueError(f"on_bad_file must be 'error' or 'skip'; got {self.on_bad_file!r} (--on-bad-file)")
+        if not isinstance(self.bce_weight, (int, float)) or not math.isfinite(self.bce_weight) or self.bce_weight < 0:
+            raise ValueError(f"bce_weight must be a finite number >= 0; got {self.bce_weight!r}")
+        if (
+            isinstance(self.bce_pos_weight, bool) or not isinstance(self.bce_pos_weight, (int, float))
+            or not math.isfinite(self.bce_pos_weight) or self.bce_pos_weight <= 0
+        ):
+            raise ValueError(f"bce_pos_weight must be a finite number > 0; got {self.bce_pos_weight!r}")
+        if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}")
+        if self.amp not in _AMP:
+            raise ValueError(f"amp must be one of {list(_AMP)}; got {self.amp!r}")
+        if self.log_format not in ("jsonl", "csv"):
+            raise ValueError(f"log_format must be 'jsonl' or 'csv'; got {self.log_format!r}")
+        # Normalise containers so configs compare equal after a JSON round trip.
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        object.__setattr__(self, "reinforce_kwargs", dict(self.reinforce_kwargs))
+        object.__setattr__(self, "policy_kwargs", dict(self.policy_kwargs))
+        object.__setattr__(self, "severities", tuple(int(s) for s in self.severities))
+        if self.corruptions is not None:
+            if isinstance(self.corruptions, str):
+                raise TypeError(f"corruptions must be a sequence of names or None; got the str {self.corruptions!r}")
+            object.__setattr__(self, "corruptions", tuple(self.corruptions))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-container form (JSON- and checkpoint-safe)."""
+        out = asdict(self)
+        out["severities"] = list(self.severities)
+        out["corruptions"] = None if self.corruptions is None else list(self.corruptions)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        kw = dict(data)
+        if kw.get("severities") is not None:
+            kw["severities"] = tuple(kw["severities"])
+        if kw.get("corruptions") is not None:
+            kw["corruptions"] = tuple(kw["corruptions"])
+        return cls(**kw)
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise, naming the fix, if ``config`` cannot train; cheap (builds no model and no dataset).
+
+    Checks the model name, the action space (corruption names, severities within each
+    corruption's level table), the strategy, the device and the data root's ISTD layout.
+
+    Raises:
+        KeyError: unknown model or corruption name (the message lists the valid names).
+        ValueError: severities outside the tables, unknown strategy, unavailable device.
+        FileNotFoundError: ``data_root`` missing or without ``images/``, ``masks/``, ``img_idx/``.
+
+    Example:
+        >>> check_config(TrainConfig(model="acm"))
+        >>> check_config(TrainConfig(model="nope"))
+        Traceback (most recent call last):
+        ...
+        KeyError: "unknown model 'nope'; ..."
+    """
+    from ..models import list_models
+
+    if config.model not in list_models():
+        raise KeyError(
+            f"unknown model {config.model!r}; choose one of {list_models()} (--model / TrainConfig.model), "
+            f"or register yours with advcorrupt.models.register_model"
+        )
+    from ..policy.schedules import parse_schedule, schedule_action_space
+
+    parse_schedule(config.strategy)  # a schedule string that cannot be read: ValueError naming it
+    try:
+        space = schedule_action_space(config.strategy, config.corruptions, config.severities)
+    except KeyError as e:
+        raise KeyError(f"{e.args[0]} (--corruptions / TrainConfig.corruptions)") from None
+    except ValueError as e:
+        raise ValueError(f"{e} (--severities / TrainConfig.severities; levels are listed in docs/)") from None
+    from ..policy.adversaries import list_adversaries
+
+    adversaries = list_adversaries()
+    if config.strategy not in ("learned", "random", "none", *adversaries) and parse_schedule(config.strategy) is None:
+        try:
+            space.actions_of(config.strategy)
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"unknown strategy {config.strategy!r}; use 'learned', an adversary ({', '.join(adversaries)}), "
+                f"'random', 'none', a corruption of the action space ({', '.join(space.corruptions)}) or a "
+                f"category with members in it (noise, blur, digital) (--strategy / TrainConfig.strategy)"
+            ) from None
+    if config.device is not None:
+        try:
+            dev = torch.device(config.device)
+        except RuntimeError:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {config.device!r} (--device)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {config.device!r} was asked for, but CUDA is not available here; use --device cpu")
+    if config.data_root is not None:
+        root = Path(config.data_root)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"data_root {root} does not exist; pass the folder holding images/, masks/ and img_idx/ "
+                f"(e.g. ../shared/data/NUAA-SIRST), or leave --data-root out to train on synthetic scenes"
+            )
+        missing = [sub + "/" for sub in ("images", "masks", "img_idx") if not (root / sub).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"data_root {root} lacks the ISTD layout: missing {', '.join(missing)}; expected images/, masks/ "
+                f"and img_idx/train_<NAME>.txt + img_idx/test_<NAME>.txt (point --data-root at such a folder)"
+            )
+        splits = sorted((root / "img_idx").glob("train_*.txt"))
+        if config.dataset_name is not None:
+            want = root / "img_idx" / f"train_{config.dataset_name}.txt"
+            if not want.is_file():
+                raise FileNotFoundError(
+                    f"{want} not found; --dataset-name must be one of "
+                    f"{[f.stem[len('train_'):] for f in splits]}"
+                )
+        elif not splits:
+            raise FileNotFoundError(f"data_root {root} has no img_idx/train_<NAME>.txt split file")

@@ -1,0 +1,111 @@
+"""What one training run is made of, and building it.
+
+:class:`_Run` holds everything :func:`~advcorrupt.training.fit` builds before the first step (the
+process group, device, data, model, optimizer, schedule and the adversarial trainer);
+:func:`_build_run` builds it, so every configuration error surfaces before training starts.
+:class:`_Position` is where a run stands (epoch, batch, step, what it has produced so far); a
+checkpoint restores it on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler
+
+from .config import _AMP, TrainConfig
+from .data import _batches, _mix, build_datasets
+from .distributed import _Dist, _init_distributed, _pick_device
+from .schedule import WarmupCosine
+
+__all__: list[str] = []
+
+
+@dataclass
+class _Run:
+    """What :func:`fit` builds before the first step (configuration errors surface while building it)."""
+
+    config: TrainConfig
+    d: _Dist
+    device: torch.device
+    out: Path
+    action_space: Any
+    train_ds: Dataset[Any]
+    test_ds: Dataset[Any]
+    preprocess: Any
+    model: nn.Module
+    ddp_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    scheduler: Any
+    scaler: Any
+    generator: torch.Generator
+    sampler: DistributedSampler[Any]
+    steps_per_epoch: int
+    trainer: Any
+
+
+@dataclass
+class _Position:
+    """Where a run stands and what it has produced (restored from a checkpoint on resume)."""
+
+    epoch: int = 0
+    batch: int = 0  # the next batch of ``epoch`` (non-zero when resuming mid-epoch)
+    global_step: int = 0
+    history: list[list[float]] = field(default_factory=list)  # action shares per epoch
+    partial: dict[str, Any] = field(default_factory=dict)  # running sums of a mid-epoch checkpoint
+    last_ckpt: Path | None = None
+    resumed: bool = False
+    val: dict[str, float] = field(default_factory=dict)
+    collapsed_epochs: list[int] = field(default_factory=list)  # evaluations that found a collapsed detector
+
+
+def _build_run(config: TrainConfig) -> _Run:
+    """Process group, device, data, model, optimizer, schedule and the adversarial trainer."""
+    from ..losses import SoftIoULoss
+    from ..models import create_model
+    from ..policy.schedules import schedule_action_space
+    from ..trainer import AdversarialCorruptionTrainer
+
+    d = _init_distributed(config.device)
+    device = _pick_device(config, d)
+    action_space = schedule_action_space(config.strategy, config.corruptions, config.severities)
+    train_ds, test_ds, preprocess = build_datasets(config)
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, in_channels=1, **config.model_kwargs).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    steps_per_epoch = len(_batches(sampler, config.batch_size, config.steps_per_epoch))
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} x {d.world} process(es) exceeds the {len(train_ds)} training "  # type: ignore[arg-type]
+            f"images: no full batch; lower --batch-size (TrainConfig.batch_size) or add training images"
+        )
+    schedule = WarmupCosine(steps_per_epoch * config.epochs, warmup_steps=config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    amp_dtype = _AMP[config.amp]
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    generator = torch.Generator(device=device).manual_seed(_mix(config.seed, 7, d.rank))
+    ddp_model: nn.Module = model
+    if d.world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    trainer = AdversarialCorruptionTrainer(
+        ddp_model, optimizer, action_space=action_space, strategy=config.strategy, lam=config.lam,
+        policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
+        scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
+        policy_kwargs=dict(config.policy_kwargs) or None, in_channels=1, max_grad_norm=config.grad_clip,
+        loss_fn=SoftIoULoss(reduction="none", bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight),
+        total_steps=steps_per_epoch * config.epochs,
+    )
+    return _Run(
+        config, d, device, Path(config.out_dir), action_space, train_ds, test_ds, preprocess, model, ddp_model,
+        optimizer, schedule, scheduler, scaler, generator, sampler, steps_per_epoch, trainer,
+    )
