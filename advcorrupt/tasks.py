@@ -233,7 +233,9 @@ def make_task(
         task: ``"binary"``, ``"semantic"``, a :class:`Task`, a :meth:`Task.to_dict` mapping, or
             ``None`` (semantic if ``num_classes`` > 1, ``ignore_index`` or ``class_weights`` is
             given, else inferred later).
-        num_classes, ignore_index, class_weights: the semantic task's arguments.
+        num_classes: :class:`SemanticTask`'s number of classes K.
+        ignore_index: :class:`SemanticTask`'s label left out of the loss and the metrics.
+        class_weights: :class:`SemanticTask`'s (K,) weights of the default cross-entropy.
 
     Raises:
         ValueError: an unknown task name, or semantic arguments given with ``task="binary"``.

@@ -42,23 +42,27 @@ _LINK = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?(\))")
 
 
 # ------------------------------------------------------------------------------- the modules
-def _defines_public_name(tree: ast.Module) -> bool:
-    """Whether a module body defines something public itself (not only imports ``__all__``)."""
+def _defines_code(tree: ast.Module) -> bool:
+    """Whether a module body defines a function or class of its own, or public data.
+
+    Imports, the docstring, ``__all__``, private data and the lazy re-export hooks ``__getattr__``
+    / ``__dir__`` are what an old import path is made of; anything else is code of its own.
+    """
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)):
             continue
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):  # docstring
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            if node.name.startswith("_"):  # e.g. a module __getattr__ that warns
+            if node.name in ("__getattr__", "__dir__"):
                 continue
             return True
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         names = [t.id for t in targets if isinstance(t, ast.Name)]
-        if names and all(n.startswith("_") for n in names):  # __all__, _private
+        if names and all(n.startswith("_") for n in names):  # __all__, _DEPRECATED = {...}
             continue
         if isinstance(node, ast.If):  # `if TYPE_CHECKING:` blocks and the like
-            if _defines_public_name(ast.Module(body=node.body, type_ignores=[])):
+            if _defines_code(ast.Module(body=node.body, type_ignores=[])):
                 return True
             continue
         return True
@@ -68,13 +72,16 @@ def _defines_public_name(tree: ast.Module) -> bool:
 def is_reexport_shim(source: str) -> bool:
     """True for a module (not a package) whose body only imports and re-exports names.
 
+    A module of private code (``__all__ = []``, ``class _Run``) is not a shim: its page shows
+    what the file is for.
+
     Example:
         >>> is_reexport_shim("from .training import fit\\n__all__ = ['fit']\\n")
         True
-        >>> is_reexport_shim("def fit():\\n    pass\\n")
+        >>> is_reexport_shim("__all__ = []\\ndef _build_run():\\n    pass\\n")
         False
     """
-    return not _defines_public_name(ast.parse(source))
+    return not _defines_code(ast.parse(source))
 
 
 def public_modules(root: Path = ROOT, package: str = PACKAGE) -> list[str]:

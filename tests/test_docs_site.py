@@ -136,11 +136,12 @@ def test_a_module_that_only_re_exports_gets_no_page(tmp_path: Path) -> None:
     (package / "old.py").write_text('"""Old path."""\nfrom .real import fit\n\n__all__ = ["fit"]\n')
     (package / "constants.py").write_text("LEVELS = (1, 2, 3)\n")
     (package / "_private.py").write_text("def helper():\n    pass\n")
+    (package / "internal.py").write_text('"""Private code, a public file."""\n__all__ = []\nclass _Run:\n    pass\n')
     (package / "sub" / "__init__.py").write_text("")
     (package / "sub" / "_impl.py").write_text("X = 1\n")
     (package / "__pycache__").mkdir()
     (package / "__pycache__" / "stray.py").write_text("Y = 1\n")
-    assert hooks.public_modules(tmp_path, "pkg") == ["pkg", "pkg.constants", "pkg.real", "pkg.sub"]
+    assert hooks.public_modules(tmp_path, "pkg") == ["pkg", "pkg.constants", "pkg.internal", "pkg.real", "pkg.sub"]
 
 
 def test_links_written_for_github_resolve_in_the_site() -> None:
