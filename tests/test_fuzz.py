@@ -46,6 +46,12 @@ DOCUMENTED = (TypeError, ValueError, KeyError)
 FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 OTHERS = (torch.uint8, torch.int64, torch.int32, torch.bool)
 VALUES = ("unit", "byte", "nan", "inf", "neg_inf", "huge", "negative", "zeros", "ones")
+# Inputs a module with float32 weights can take: float32, or a non-float dtype it refuses itself.
+# Another float dtype meets torch's own dtype-mismatch RuntimeError (tested apart, see below).
+AS_WEIGHTS = (torch.float32, *OTHERS)
+# Finite values of a sane size: "huge" (1e30) is a finite input to a module that imposes no
+# range, for whose output nothing is promised (tested apart: accepted, right shape).
+SANE = tuple(v for v in VALUES if v != "huge")
 
 
 # ------------------------------------------------------------------------------- input generators
@@ -73,8 +79,12 @@ def _fill(shape: tuple[int, ...], dtype: torch.dtype, values: str, seed: int) ->
 
 
 @st.composite
-def tensors(draw: st.DrawFn, *, channels: tuple[int, ...] = (1, 1, 3, 0, 2, 4), max_side: int = 24) -> Any:
-    """Mostly 4-D tensors (B, C, H, W), sometimes another rank; any dtype; any value pattern."""
+def tensors(
+    draw: st.DrawFn, *, channels: tuple[int, ...] = (1, 1, 3, 0, 2, 4), max_side: int = 24,
+    dtypes: tuple[torch.dtype, ...] = FLOATS + OTHERS, values: tuple[str, ...] = VALUES,
+) -> Any:
+    """Mostly 4-D tensors (B, C, H, W), sometimes another rank; a dtype of ``dtypes`` (mostly
+    float32/float64 among them); a value pattern of ``values``."""
     if draw(st.integers(0, 9)) == 0:
         ndim = draw(st.sampled_from([0, 1, 2, 3, 5]))
         shape = tuple(draw(st.integers(0, 4)) for _ in range(ndim))
@@ -83,9 +93,10 @@ def tensors(draw: st.DrawFn, *, channels: tuple[int, ...] = (1, 1, 3, 0, 2, 4), 
             draw(st.integers(0, 3)), draw(st.sampled_from(channels)),
             draw(st.integers(0, max_side)), draw(st.integers(0, max_side)),
         )
-    dtype = draw(st.sampled_from(FLOATS + OTHERS) if draw(st.integers(0, 3)) == 0 else st.sampled_from(FLOATS[:2]))
-    values = draw(st.one_of(st.just("unit"), st.sampled_from(VALUES)))  # about half valid values
-    return _fill(shape, dtype, values, draw(st.integers(0, 2**31 - 1)))
+    common = [d for d in FLOATS[:2] if d in dtypes]
+    dtype = draw(st.sampled_from(dtypes) if draw(st.integers(0, 3)) == 0 else st.sampled_from(common))
+    pattern = draw(st.one_of(st.just("unit"), st.sampled_from(values)))  # about half valid values
+    return _fill(shape, dtype, pattern, draw(st.integers(0, 2**31 - 1)))
 
 
 WRONG_TYPES = st.sampled_from([None, 3, 0.5, "image", [[0.5]], ((0.1,),), object()])
@@ -125,9 +136,9 @@ def _expect(call: Callable[[], Any], valid: bool, names: tuple[str, ...], check:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         assert not valid, f"a valid input raised {type(e).__name__}: {msg}"
         assert any(re.search(rf"\b{re.escape(n)}\b", msg) for n in names), f"message names none of {names}: {msg}"
-        return
-    assert valid, f"an invalid input returned {type(out).__name__} instead of raising"
-    check(out)
+    else:
+        assert valid, f"an invalid input returned {type(out).__name__} instead of raising"
+        check(out)
 
 
 def _valid_images_out(x: torch.Tensor) -> Callable[[Any], None]:
@@ -185,11 +196,10 @@ def test_action_space_apply_returns_valid_images_or_raises(x: Any, actions: Any)
 POLICY = PolicyNetwork(1, 6, input_size=32, widths=(2, 2, 4, 4, 4)).eval()
 
 
-@given(x=images_or_junk(channels=(0, 1, 3)))
+@given(x=images_or_junk(channels=(0, 1, 1, 3), values=SANE))
 def test_policy_returns_finite_logits_or_raises(x: Any) -> None:
-    valid = _is_images(x, (1,), unit=False) and (x.numel() == 0 or float(x.abs().max()) < 1e4)
-    if _is_images(x, (1,), unit=False) and not valid:
-        return  # finite but absurd (1e30): nothing promised
+    # Any float dtype is valid (the policy computes in float32); huge values are tested apart.
+    valid = _is_images(x, (1,), unit=False)
 
     def check(out: Any) -> None:
         assert out.shape == (x.shape[0], 6) and bool(torch.isfinite(out).all())
@@ -204,15 +214,23 @@ def test_policy_refuses_junk_with_a_documented_error(x: Any) -> None:
         _expect(lambda: POLICY(x), False, ("x",), lambda out: None)
 
 
+@pytest.mark.parametrize("dtype", FLOATS[:2])
+def test_policy_takes_finite_but_absurd_values_without_promising_finite_logits(dtype: torch.dtype) -> None:
+    # The policy imposes no range, only finiteness: 1e30 is accepted; its logits may overflow.
+    with torch.no_grad():
+        out = POLICY(torch.full((2, 1, 8, 8), 1e30, dtype=dtype))
+    assert out.shape == (2, 6) and out.dtype == torch.float32
+
+
 LAYER = SFIM(2).eval()
 
 
-@given(x=images_or_junk(channels=(1, 2, 3)))
+@given(x=images_or_junk(channels=(1, 2, 3), dtypes=AS_WEIGHTS))
 def test_sfim_keeps_the_shape_and_finiteness_or_raises(x: Any) -> None:
     # A layer propagates non-finite values like any torch layer (the model's input check stops
-    # them first), so the contract is: finite in -> finite out of the same shape, bad shapes raise.
-    if isinstance(x, torch.Tensor) and x.dtype in FLOATS[1:]:
-        return  # another float dtype than the weights': torch's RuntimeError, as for any layer
+    # them first), so the contract is: any float32 (B, 2, H, W) in -> the same shape and dtype
+    # out, finite when the input is finite and of a sane size (NaN/inf/1e30 in: no finiteness
+    # promised, the shape still is); bad shapes and non-float dtypes raise.
     valid = isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 4 and x.shape[1] == 2
     valid = valid and min(x.shape[2:]) >= 1
 
@@ -231,6 +249,13 @@ def test_sfim_refuses_junk_with_a_documented_error(x: Any) -> None:
         _expect(lambda: LAYER(x), False, ("x",), lambda out: None)
 
 
+@pytest.mark.parametrize("dtype", FLOATS[1:])
+def test_sfim_with_float32_weights_refuses_another_float_dtype_with_torchs_error(dtype: torch.dtype) -> None:
+    # Like any torch layer: no cast behind the user's back, torch's dtype-mismatch RuntimeError.
+    with torch.no_grad(), pytest.raises(RuntimeError, match=r"scalar type|dtype|Input type"):
+        LAYER(torch.rand(2, 2, 8, 8).to(dtype))
+
+
 def test_sfim_passes_an_empty_batch_through() -> None:
     x = torch.zeros(0, 2, 4, 4)
     assert LAYER(x).shape == x.shape
@@ -245,23 +270,31 @@ MODELS = {
 }
 
 
-@given(x=images_or_junk(channels=(0, 1, 3)), name=st.sampled_from(sorted(MODELS)))
+@given(x=images_or_junk(channels=(0, 1, 3), dtypes=AS_WEIGHTS, values=SANE), name=st.sampled_from(sorted(MODELS)))
 def test_models_return_finite_logits_of_the_input_size_or_raise(x: Any, name: str) -> None:
-    if isinstance(x, torch.Tensor) and x.dtype in FLOATS[1:] and _is_images(x, (1,), unit=False, min_side=0):
-        return  # another float dtype than the weights': torch's RuntimeError, as for any module
-    sized = isinstance(x, torch.Tensor) and x.ndim == 4 and min(x.shape[2:]) >= 1
-    valid = sized and _is_images(x, (1,), unit=False) and (x.numel() == 0 or float(x.abs().max()) < 1e4)
-    huge = sized and _is_images(x, (1,), unit=False) and not valid
+    valid = _is_images(x, (1,), unit=False)
 
     def check(out: Any) -> None:
-        assert out.shape == (x.shape[0], 1, *x.shape[2:])
+        assert out.shape == (x.shape[0], 1, *x.shape[2:]) and out.dtype == x.dtype
         assert bool(torch.isfinite(out).all())
 
     with torch.no_grad():
-        if huge:  # finite but absurd (1e30): finite in, no check promised on the output
-            MODELS[name](x)
-            return
         _expect(lambda: MODELS[name](x), valid, ("x",), check)
+
+
+@pytest.mark.parametrize("dtype", FLOATS[1:])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_with_float32_weights_refuse_another_float_dtype_with_torchs_error(name: str, dtype: torch.dtype) -> None:
+    with torch.no_grad(), pytest.raises(RuntimeError, match=r"scalar type|dtype|Input type"):
+        MODELS[name](torch.rand(2, 1, 9, 7).to(dtype))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_take_finite_but_absurd_values_without_promising_finite_logits(name: str) -> None:
+    # Models impose no range, only finiteness: 1e30 is accepted; the logits may overflow.
+    with torch.no_grad():
+        out = MODELS[name](torch.full((2, 1, 9, 7), 1e30))
+    assert out.shape == (2, 1, 9, 7) and out.dtype == torch.float32
 
 
 @given(data=st.data())
@@ -306,13 +339,11 @@ def _trainer(strategy: str) -> AdversarialCorruptionTrainer:
 
 @given(data=st.data(), strategy=st.sampled_from(["learned", "random"]))
 def test_trainer_step_returns_finite_statistics_or_raises(data: st.DataObject, strategy: str) -> None:
-    images = data.draw(images_or_junk(channels=(1, 1, 3)), label="images")
+    # The model's channel count and its weights' dtype: other images meet the model's own
+    # RuntimeError (tested apart below).
+    images = data.draw(images_or_junk(channels=(1,), dtypes=AS_WEIGHTS), label="images")
     masks = data.draw(masks_for(images), label="masks")
     trainer = _trainer(strategy)  # fresh: a failed step must not leak into the next example
-    if _is_images(images, (3,)) and images.shape[0] > 0:
-        return  # 3-channel images into a 1-channel model: the model's own RuntimeError, see below
-    if _is_images(images, (1,)) and images.dtype != torch.float32:
-        return  # another float dtype than the model's weights: torch's RuntimeError from the model
     valid = (
         _is_images(images, (1,)) and images.shape[0] > 0 and isinstance(masks, torch.Tensor)
         and masks.ndim == 4 and masks.shape[0] == images.shape[0] and masks.shape[1] == 1
@@ -331,6 +362,21 @@ def test_a_step_that_fails_in_the_model_leaves_the_trainer_usable() -> None:
     with pytest.raises(RuntimeError, match="channels"):
         trainer.step(torch.rand(2, 3, 8, 8), torch.zeros(2, 1, 8, 8))  # the 1-channel model refuses
     trainer.step(torch.rand(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("strategy", ["learned", "random"])
+@pytest.mark.parametrize("images", [
+    pytest.param(torch.rand(2, 3, 8, 8), id="3-channels"),
+    *(pytest.param(torch.rand(2, 1, 8, 8).to(d), id=str(d).removeprefix("torch.")) for d in FLOATS[1:]),
+])
+def test_trainer_step_passes_on_the_models_refusal_of_images_it_cannot_take(strategy: str, images: torch.Tensor) -> None:
+    # The trainer does not know the model's channels or dtype: the model's RuntimeError reaches
+    # the caller unchanged, and the trainer is still usable after it.
+    trainer = _trainer(strategy)
+    with pytest.raises(RuntimeError, match=r"channels|scalar type|dtype|Input type"):
+        trainer.step(images, torch.zeros(2, 1, 8, 8))
+    stats = trainer.step(torch.rand(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))
+    assert bool(torch.isfinite(stats["loss"]))
 
 
 @pytest.mark.parametrize("scale", [255.0, 0.5])
@@ -381,22 +427,30 @@ def test_istd_dataset_gives_valid_items_or_names_the_broken_file(image: bytes, m
                 f.write(data)
         with open(os.path.join(root, "img_idx", "train_FUZZ.txt"), "w") as f:
             f.write("a\nb\n")
+        # A changed file may still decode (a flipped byte in pixel data): it may be refused, an
+        # intact one never is, and only a changed file can be the one named.
+        changed = {folder for folder, data in (("images", image), ("masks", mask)) if data != GOOD[folder[:-1]]}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 ds = ISTDDataset(root, "train", on_bad_file=policy)  # type: ignore[arg-type]
             except BadFileError as e:
-                assert policy == "error" and e.path.name == "b.png" and e.path.parent.name in ("images", "masks")
-                return
-        skipped = [p for p in ds.problems if p.kind == "bad_file"]
-        assert ds.names == (["a"] if skipped else ["a", "b"])
-        assert bool(skipped) == any("skipped 1 sample(s)" in str(w.message) for w in caught), "a skip is reported"
-        assert ds.names[0] == "a" and len(ds) in (1, 2)
-        for i in range(len(ds)):
-            x, m = ds[i]
-            assert x.ndim == 3 and x.shape[0] == 1 and m.shape == x.shape
-            assert bool(torch.isfinite(x).all()) and 0 <= float(x.min()) <= float(x.max()) <= 1
-            assert bool(((m == 0) | (m == 1)).all())
+                assert policy == "error" and e.path.name == "b.png" and e.path.parent.name in changed
+            else:
+                _assert_valid_istd(ds, [str(w.message) for w in caught], changed)
+
+
+def _assert_valid_istd(ds: ISTDDataset, warned: list[str], changed: set[str]) -> None:
+    """Sample "a" is kept, "b" only if not skipped (a skip is reported); every item is valid."""
+    skipped = [p for p in ds.problems if p.kind == "bad_file"]
+    assert not skipped or changed, "an intact sample was skipped"
+    assert ds.names == (["a"] if skipped else ["a", "b"])
+    assert bool(skipped) == any("skipped 1 sample(s)" in w for w in warned), "a skip is reported"
+    for i in range(len(ds)):
+        x, m = ds[i]
+        assert x.ndim == 3 and x.shape[0] == 1 and m.shape == x.shape
+        assert bool(torch.isfinite(x).all()) and 0 <= float(x.min()) <= float(x.max()) <= 1
+        assert bool(((m == 0) | (m == 1)).all())
 
 
 @given(n=st.one_of(st.integers(-2, 3), st.sampled_from([True, 2.5, "3", None])),
