@@ -173,6 +173,7 @@ class AdversarialCorruptionTrainer:
         self.optimizer = optimizer
         self.task: Task | None = make_task(task, num_classes=num_classes, ignore_index=ignore_index)
         self.loss_fn = loss_fn if loss_fn is not None or self.task is None else self.task.default_loss()
+        self._loss_from_task = False  # whether loss_fn is the default of a task inferred from a batch
         self.action_space = action_space
         self.lam = float(lam)
         self.preprocess = preprocess
@@ -355,16 +356,16 @@ class AdversarialCorruptionTrainer:
             if the updates were skipped for a non-finite loss or gradient).
         """
         b = self._check_images(images, build=False)
-        masks = self._check_masks(masks, images)  # bad masks raise before a lazy policy is built
         fresh_task = self.task is None
+        masks = self._check_masks(masks, images)  # bad masks raise before a lazy policy is built
         fresh = self._strategy is None
         try:
             per_sample, loss, loss_clean, loss_corrupted = self._forward(images, masks)
         except Exception:
             if fresh:  # e.g. the model refused the batch: forget the policy built from it
                 self._strategy, self._pending = None, None
-            if fresh_task:  # and the task inferred from it
-                self.task = None
+            if fresh_task:  # and the task decided from it (with the default loss it brought)
+                self._forget_task()
             raise
         grads, gnorm = self._backward(loss)
         if self.skip_non_finite and not _host_reads_ok(loss.device):
@@ -657,7 +658,9 @@ class AdversarialCorruptionTrainer:
         """The task checks the masks; before the task is known, float (B, 1, H, W) masks mean binary
         and integer or (B, H, W) masks wait for the model's output channels (:func:`infer_task`)."""
         if self.task is None and isinstance(masks, Tensor) and masks.ndim == 4 and masks.is_floating_point():
+            masks = BinaryTask().check_masks(masks, images)  # decided only once the masks pass
             self._set_task(BinaryTask())
+            return masks
         if self.task is not None:
             return self.task.check_masks(masks, images)
         if not isinstance(masks, Tensor):
@@ -681,6 +684,13 @@ class AdversarialCorruptionTrainer:
         self.task = task
         if self.loss_fn is None:
             self.loss_fn = task.default_loss()
+            self._loss_from_task = True
+
+    def _forget_task(self) -> None:
+        """Undo a task decided by a first step that failed, and the default loss it brought."""
+        if self._loss_from_task:
+            self.loss_fn, self._loss_from_task = None, False
+        self.task = None
 
     def _model_channels_last(self) -> bool:
         for p in self.model.parameters():
