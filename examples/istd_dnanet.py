@@ -216,9 +216,10 @@ def load_run(folder: Path, label: str, seed: int) -> dict[str, Any] | None:
 
 
 # Configuration fields a table compares on purpose (strategy, seed) or that do not change what a run
-# measures (where and how often it writes, how it treats bad files); every other field is its recipe.
+# measures (where and how often it writes, how it treats bad files), and the records config.json keeps
+# beside the fields (git: the commit the run came from); every other field is its recipe.
 _NOT_RECIPE = frozenset({"strategy", "seed", "out_dir", "data_root", "keep_last", "checkpoint_every",
-                         "max_consecutive_skips", "num_workers", "log_format", "on_bad_file"})
+                         "max_consecutive_skips", "num_workers", "log_format", "on_bad_file", "git"})
 
 
 _RECIPE_SHOWN = ("model", "data", "device", "epochs", "batch_size", "patch_size", "lr", "warmup_epochs", "bce_weight",

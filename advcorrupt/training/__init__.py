@@ -32,6 +32,8 @@ The package reads in the order a run goes:
   :mod:`advcorrupt.checkpoint`'s.
 - :mod:`~advcorrupt.training.logs`: ``config.json``, the metrics and step logs, the policy's
   action shares, TensorBoard.
+- :mod:`~advcorrupt.training.provenance`: which code trained a run (:func:`source_revision`, the
+  git commit recorded in ``config.json``).
 
 ``advcorrupt.engine``, the module this package replaces, re-exports the same objects.
 """
@@ -40,6 +42,7 @@ from .checkpoints import load_model, restore_training_state
 from .config import TrainConfig, check_config
 from .data import build_datasets
 from .loop import TrainingStopped, fit
+from .provenance import source_revision
 from .schedule import WarmupCosine
 from .validation import COLLAPSE_IOU, is_collapsed
 
@@ -54,4 +57,5 @@ __all__ = [
     "is_collapsed",
     "load_model",
     "restore_training_state",
+    "source_revision",
 ]

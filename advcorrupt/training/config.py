@@ -19,6 +19,9 @@ __all__ = ["TrainConfig", "check_config"]
 
 
 _AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# What a run folder's config.json records beside the fields (training/logs.py writes it): which
+# code trained the run, not how. Not a field: it must never make two recipes differ.
+_RUN_RECORD_KEYS = frozenset({"git"})
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,26 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """The config of :meth:`to_dict`'s form, or of a run folder's ``config.json``.
+
+        The records ``config.json`` keeps beside the fields (``"git"``: the commit the run was
+        trained from, :mod:`~advcorrupt.training.provenance`) are not part of a run's recipe and
+        are dropped; any other unknown key raises.
+
+        Raises:
+            ValueError: an unknown field (the message lists the known ones), or a bad value.
+
+        Example:
+            >>> config = TrainConfig(model="acm", epochs=2)
+            >>> saved = {**config.to_dict(), "git": {"commit": None, "dirty": None}}  # a config.json
+            >>> TrainConfig.from_dict(saved) == config
+            True
+            >>> TrainConfig.from_dict({"model": "acm", "epoch": 2})
+            Traceback (most recent call last):
+            ...
+            ValueError: unknown TrainConfig field(s) ['epoch']; known: [...]
+        """
+        data = {k: v for k, v in data.items() if k not in _RUN_RECORD_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

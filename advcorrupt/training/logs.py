@@ -1,8 +1,10 @@
 """What a run writes besides checkpoints (rank 0 only).
 
-- ``config.json``, and the epoch log ``metrics.jsonl`` (or ``metrics.csv``) with one row per
-  epoch (training means, validation IoU/nIoU/Pd/Fa, action shares), cut back consistently on
-  resume (:class:`_Log`);
+- ``config.json``: the run's :class:`~advcorrupt.training.TrainConfig` and, under ``"git"``, the
+  commit its code came from and whether the tree was dirty
+  (:func:`~advcorrupt.training.provenance.source_revision`);
+- the epoch log ``metrics.jsonl`` (or ``metrics.csv``) with one row per epoch (training means,
+  validation IoU/nIoU/Pd/Fa, action shares), cut back consistently on resume (:class:`_Log`);
 - ``steps.jsonl``: the per-step losses, written once per epoch or checkpoint (no sync per step);
 - ``policy_actions.json`` and the plot ``policy_actions.png``: the policy's action shares per epoch;
 - TensorBoard events when asked for, ending with the final model's robustness heatmap.
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .distributed import _unwrap
+from .provenance import source_revision
 from .run import _Position, _Run
 
 __all__: list[str] = []
@@ -102,7 +105,8 @@ def _open_log(run: _Run, pos: _Position) -> _Log | None:
     run.out.mkdir(parents=True, exist_ok=True)
     for stale in run.out.glob(".ckpt_*.tmp"):  # left by a process killed while saving
         stale.unlink(missing_ok=True)
-    (run.out / "config.json").write_text(json.dumps(run.config.to_dict(), indent=2))
+    record = {**run.config.to_dict(), "git": source_revision()}  # which code trained it (not a config field)
+    (run.out / "config.json").write_text(json.dumps(record, indent=2))
     log = _Log(run.out, run.config.log_format, keep_before_epoch=pos.epoch if pos.resumed else None)
     if pos.resumed:
         log.truncate_steps(pos.global_step)
