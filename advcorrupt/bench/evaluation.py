@@ -1,14 +1,20 @@
-"""Evaluation: a detector on the clean test set and under every corruption x severity.
+"""Evaluation: a segmentation model on the clean test set and under every corruption x severity.
 
 This is the protocol behind the robustness tables of BALISTD (*Enhancing Infrared Small Target
 Detection Robustness with Bi-Level Adversarial Framework*, AAAI 2024, Tables 2-4), scored with the
 ISTD metrics IoU, nIoU, Pd and Fa (:mod:`advcorrupt.metrics`) and the paper's Eq. 9,
-``RCE = (IoU_clean - IoU_corrupted) / IoU_clean``.
+``RCE = (IoU_clean - IoU_corrupted) / IoU_clean``; and, for semantic segmentation models (K
+classes), the corruption benchmark of Kamann & Rother (*Benchmarking the Robustness of Semantic
+Segmentation Models*, CVPR 2020) and mmdetection: mIoU, aAcc, mAcc and per-class IoU per setting,
+mPC (the mean mIoU over every setting) and rPC = mPC / clean mIoU.
 
 Per image: corrupt (in [0, 1], seeded: :mod:`advcorrupt.bench.views`) -> ``preprocess`` (e.g.
-normalisation) -> zero-pad to a multiple of ``pad_to`` -> model -> crop back -> ``sigmoid`` ->
-metrics at the native size. :func:`evaluate` makes one such pass; :func:`evaluate_robustness`
-makes the clean pass and one per setting and returns a :class:`~advcorrupt.bench.RobustnessReport`.
+normalisation) -> zero-pad to a multiple of ``pad_to`` -> model -> crop back -> the task's metrics
+at the native size (binary: ``sigmoid`` then IoU/nIoU/Pd/Fa; semantic: argmax then the confusion
+matrix; :mod:`advcorrupt.bench.scoring`). :func:`evaluate` makes one such pass;
+:func:`evaluate_robustness` makes the clean pass and one per setting and returns a
+:class:`~advcorrupt.bench.RobustnessReport` (binary) or a
+:class:`~advcorrupt.bench.SemanticRobustnessReport` (semantic).
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._outputs import output_heads
+from ..tasks import BinaryTask, Task
 from .report import METRIC_KEYS, RobustnessReport, SettingResult
+from .scoring import Scoring, given_task
+from .semantic_report import (
+    SemanticRobustnessReport,
+    SemanticSettingResult,
+    _class_names,
+)
 from .views import CorruptedDataset, _check_severity, _CleanView
 
 # --------------------------------------------------------------------------------------------
@@ -81,23 +94,37 @@ def _batches(loader: Iterable[tuple[Tensor, Tensor]], batch_size: int) -> Iterat
         yield torch.stack(images), torch.stack(masks)
 
 
+def _forward(
+    model: Callable[..., Any], images: Tensor, *, preprocess: Callable[[Tensor], Tensor] | None,
+    device: torch.device, dtype: torch.dtype, pad_to: int | None,
+) -> tuple[Tensor, Tensor]:
+    """``(x, logits)``: the batch moved, preprocessed, cast and zero-padded, and the model's final head on it."""
+    from ..data import pad_to_multiple
+
+    x = images.to(device=device, non_blocking=True)
+    if preprocess is not None:
+        x = preprocess(x)
+    x = x.to(dtype)
+    if pad_to is not None and pad_to > 1:
+        x, _ = pad_to_multiple(x, pad_to)
+    return x, _to_logits(model(x))
+
+
 def _run(
     model: Callable[..., Any],
     dataset: Dataset[tuple[Tensor, Tensor]],
     *,
+    scoring: Scoring,
     preprocess: Callable[[Tensor], Tensor] | None,
     device: torch.device,
     dtype: torch.dtype,
-    threshold: float,
     batch_size: int,
     pad_to: int | None,
     num_workers: int,
     on_batch: Callable[[int], None] | None,
-) -> dict[str, float]:
-    from ..data import pad_to_multiple
-    from ..metrics import ISTDMetrics
-
-    metrics = ISTDMetrics(threshold=threshold)
+) -> dict[str, Any]:
+    metrics = scoring.metrics() if scoring.settled else None
+    start = 0
     loader = DataLoader(
         dataset,
         batch_size=None,
@@ -107,28 +134,25 @@ def _run(
     )
     for images, masks in _batches(loader, batch_size):
         h, w = images.shape[-2:]
-        x = images.to(device=device, non_blocking=True)
-        if preprocess is not None:
-            x = preprocess(x)
-        x = x.to(dtype)
-        if pad_to is not None and pad_to > 1:
-            x, _ = pad_to_multiple(x, pad_to)
-        logits = _to_logits(model(x))
-        if logits.ndim != 4 or logits.shape[0] != x.shape[0] or logits.shape[1] != 1:
-            raise ValueError(
-                f"model logits must have shape (B, 1, H, W) = ({x.shape[0]}, 1, {x.shape[-2]}, "
-                f"{x.shape[-1]}); got {tuple(logits.shape)}"
-            )
+        settled = scoring.settled
+        if settled:  # labels checked on the dataset's device, before the model sees them
+            masks = scoring.check_masks(masks, images, start=start)
+        x, logits = _forward(model, images, preprocess=preprocess, device=device, dtype=dtype, pad_to=pad_to)
+        if not settled:  # the first batch settles the task (inferred, or K bound from the model)
+            scoring.settle(images, masks, logits, start=start)
+            masks, metrics = scoring.check_masks(masks, images, start=start), scoring.metrics()
+        scoring.check_logits(logits, x, masks, start=start)
         if logits.shape[-2:] != x.shape[-2:]:
             raise ValueError(
                 f"model logits must have the input's spatial size {tuple(x.shape[-2:])}; got "
                 f"{tuple(logits.shape[-2:])}"
             )
-        probs = logits[..., :h, :w].float().sigmoid()
-        metrics.update(probs, masks.to(device=device, non_blocking=True))
+        scoring.update(metrics, logits[..., :h, :w], masks.to(device=device, non_blocking=True))
+        start += images.shape[0]
         if on_batch is not None:
             on_batch(images.shape[0])
-    return {k: float(v) for k, v in metrics.compute().items()}
+    assert metrics is not None  # the dataset holds at least one image (_check_common)
+    return scoring.result(metrics)
 
 
 def _check_common(
@@ -185,18 +209,24 @@ def evaluate(
     pad_to: int | None = 32,
     num_workers: int = 0,
     progress: bool = False,
-) -> dict[str, float]:
-    """ISTD metrics of ``model`` on ``dataset``, clean or under one corruption setting.
+    task: str | Task | None = None,
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+) -> dict[str, Any]:
+    """The task's metrics of ``model`` on ``dataset``, clean or under one corruption setting.
 
     The model runs in eval mode under ``torch.inference_mode`` (every submodule's train/eval
     flag is restored afterwards). Images are used at their native size; consecutive images of
     equal size are batched (at most ``batch_size``), so datasets of mixed sizes work.
 
+    The task (binary ISTD masks, or K-class semantic masks) is given or inferred as
+    :func:`evaluate_robustness` says.
+
     Args:
         model: an ``nn.Module`` or any callable mapping (B, C, H, W) to logits: a tensor, a
             list/tuple of deep-supervision heads (the last is evaluated) or a dict with ``"out"``.
         dataset: items ``(image, mask, ...)`` or dicts with ``"image"``/``"mask"``; image (C, H, W)
-            float in [0, 1], mask (1, H, W) or (H, W) binary.
+            float in [0, 1], mask (1, H, W) or (H, W): binary, or integer class indices.
         corruption: a registered corruption name, or ``None`` for the clean set.
         severity: the level of ``corruption`` (required with it).
         seed: benchmark seed (see :func:`~advcorrupt.bench.corruption_seed`).
@@ -204,17 +234,26 @@ def evaluate(
             normalisation), before padding.
         device: where the model runs; by default the device of its first parameter (CPU for a
             parameter-free callable). Corruption happens on the dataset's device.
-        threshold: probability threshold of the metrics (probabilities = ``sigmoid(logits)``).
+        threshold: probability threshold of the binary metrics (probabilities = ``sigmoid(logits)``);
+            semantic predictions are the argmax over classes.
         batch_size: most images per forward pass.
         pad_to: zero-pad the bottom/right of each (preprocessed) batch to a multiple of this, as
             BasicIRSTD does for models with down-sampling stages; outputs are cropped back. ``None``
-            feeds the native size.
+            feeds the native size. The default 32 serves both tasks: every
+            segmentation-models-pytorch model (five stride-2 stages) needs sizes divisible by 32,
+            so CamVid's 180 x 240 runs as 192 x 256 and is scored at 180 x 240.
         num_workers: DataLoader workers that load and corrupt images.
         progress: show a tqdm bar.
+        task: ``"binary"``, ``"semantic"``, a :class:`~advcorrupt.tasks.Task`, or ``None``.
+        num_classes: K of a semantic task (``None``: the dataset's ``num_classes``, else the
+            model's output channels).
+        ignore_index: the label never counted (``None``: the dataset's ``ignore_index``, else none).
 
     Returns:
-        ``{"iou", "niou", "pd", "fa"}`` as returned by :class:`advcorrupt.metrics.ISTDMetrics`
-        (``fa`` in units of 1e-6).
+        Binary: ``{"iou", "niou", "pd", "fa"}`` as returned by
+        :class:`advcorrupt.metrics.ISTDMetrics` (``fa`` in units of 1e-6). Semantic:
+        ``{"mIoU", "aAcc", "mAcc"}`` fractions and ``"IoU"``, the K per-class values
+        (:class:`advcorrupt.metrics.SegmentationMetrics`).
 
     Example:
         >>> import torch
@@ -238,13 +277,14 @@ def evaluate(
     if corruption is not None:
         assert severity is not None
         _check_severity(corruption, severity)
+    given = given_task(task, num_classes=num_classes, ignore_index=ignore_index, dataset=dataset)
     bar = _progress_bar(n, "clean" if corruption is None else f"{corruption}@{severity}", progress)
     try:
         with _eval_mode(model), torch.inference_mode():
             return _evaluate(
                 model, dataset, corruption=corruption, severity=severity, seed=seed,
-                preprocess=preprocess, device=dev, dtype=dtype, threshold=threshold,
-                batch_size=batch_size, pad_to=pad_to, num_workers=num_workers, bar=bar,
+                scoring=Scoring(given, threshold=threshold), preprocess=preprocess, device=dev,
+                dtype=dtype, batch_size=batch_size, pad_to=pad_to, num_workers=num_workers, bar=bar,
             )
     finally:
         if bar is not None:
@@ -260,8 +300,8 @@ def _evaluate(
     seed: int,
     bar: Any,
     **kw: Any,
-) -> dict[str, float]:
-    """One pass (arguments already validated; the caller sets eval and inference mode)."""
+) -> dict[str, Any]:
+    """One pass (arguments already validated, ``scoring`` among them; the caller sets eval and inference mode)."""
     view: Dataset[tuple[Tensor, Tensor]] = (
         _CleanView(dataset) if corruption is None
         else CorruptedDataset(dataset, corruption, severity, seed=seed)  # type: ignore[arg-type]
@@ -303,31 +343,61 @@ def evaluate_robustness(
     progress: bool = True,
     model_name: str | None = None,
     dataset_name: str | None = None,
-) -> RobustnessReport:
+    task: str | Task | None = None,
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+) -> RobustnessReport | SemanticRobustnessReport:
     """Evaluate ``model`` on the clean ``dataset`` and under every corruption x severity.
 
     Runs :func:`evaluate` once clean and once per setting (``1 + K * S`` passes over the
     dataset), all with the same seeded corrupted images for every model (see
-    :func:`~advcorrupt.bench.corruption_seed`), and computes RCE (paper Eq. 9) against the clean IoU.
+    :func:`~advcorrupt.bench.corruption_seed`), whatever the task.
+
+    The task decides the metrics (:mod:`advcorrupt.bench.scoring`): given by ``task``, or by
+    ``num_classes`` / ``ignore_index`` (semantic), completed by the dataset's own
+    ``num_classes`` / ``ignore_index`` attributes (:class:`advcorrupt.data.CamVid`); else
+    inferred from the first batch of the clean pass and the model's output for it (integer masks
+    and K > 1 output channels: semantic, see :func:`advcorrupt.tasks.infer_task`).
+
+    - binary (ISTD): IoU, nIoU, Pd, Fa per setting and RCE (BALISTD Eq. 9) against the clean
+      IoU, in a :class:`RobustnessReport`;
+    - semantic (K classes): mIoU, aAcc, mAcc and per-class IoU per setting (the ignore label
+      never counted), mPC (mean mIoU over every setting) and rPC = mPC / clean mIoU, in a
+      :class:`~advcorrupt.bench.SemanticRobustnessReport`. A semantic task is checked against the
+      model's output at every batch (from the first batch of the clean pass on) and every batch's
+      labels before the model sees it, so bad input fails before any corrupted setting runs.
 
     Args:
-        model: an ``nn.Module`` or callable returning logits (tensor, list of heads, ``{"out"}``).
-        dataset: items ``(image, mask, ...)``; images (C, H, W) float in [0, 1], any sizes.
+        model: an ``nn.Module`` or callable returning logits (tensor, list of heads, ``{"out"}``):
+            (B, 1, H, W) for a binary task, (B, K, H, W) for a semantic one.
+        dataset: items ``(image, mask, ...)``; images (C, H, W) float in [0, 1] (1 or 3 channels),
+            any sizes; masks (1, H, W) or (H, W): binary, or integer class indices.
         corruptions: names to evaluate; ``None`` takes every registered corruption.
         severities: levels (each within every chosen corruption's level table).
         seed: benchmark seed.
         preprocess: applied after corruption, on the model's device (e.g. normalisation).
         device: where the model runs (default: its parameters' device).
-        threshold: probability threshold of the metrics.
+        threshold: probability threshold of the binary metrics (semantic: argmax).
         batch_size: most equal-sized images per forward pass.
         pad_to: pad inputs to a multiple of this (``None``: native size); outputs cropped back.
+            The default 32 serves both tasks: smp models need sizes divisible by 32, so CamVid's
+            180 x 240 runs as 192 x 256 and is scored at 180 x 240.
         num_workers: DataLoader workers that load and corrupt images.
         progress: show a tqdm bar over all passes.
         model_name: label for the report (default: the model's class or function name).
         dataset_name: label of the test set (default: the dataset's class name).
+        task: ``"binary"``, ``"semantic"``, a :class:`~advcorrupt.tasks.Task` (not modified), or
+            ``None``.
+        num_classes: K of a semantic task (``None``: the dataset's, else the model's channels).
+        ignore_index: the label never counted (``None``: the dataset's ``ignore_index``, else none).
 
     Returns:
-        A :class:`RobustnessReport`.
+        A :class:`RobustnessReport` (binary) or a :class:`~advcorrupt.bench.SemanticRobustnessReport`.
+
+    Raises:
+        ValueError: bad settings; a semantic ``num_classes`` that disagrees with the model's output
+            channels, or a label >= K that is not the ignore label (named with its dataset item
+            and position), before any corrupted setting runs.
 
     Example:
         >>> import torch
@@ -337,13 +407,52 @@ def evaluate_robustness(
         ...     corruptions=["gaussian_noise", "contrast"], severities=(1, 3), progress=False)
         >>> len(report.results)
         4
+        >>> rgb = [(torch.rand(3, 20, 30), torch.randint(0, 4, (20, 30)))]  # a 4-class RGB test set
+        >>> report = evaluate_robustness(torch.nn.Conv2d(3, 4, 1), rgb, corruptions=["contrast"],
+        ...     severities=(1,), progress=False)
+        >>> type(report).__name__, report.primary_metric, len(report.clean["IoU"])
+        ('SemanticRobustnessReport', 'mIoU', 4)
     """
     n = _check_common(
         model, dataset, threshold=threshold, batch_size=batch_size, pad_to=pad_to,
         num_workers=num_workers, preprocess=preprocess,
     )
+    names, sevs = _check_settings(corruptions, severities)
+    dev, dtype = _model_device_dtype(model)
+    dev = torch.device(device) if device is not None else dev
+    scoring = Scoring(given_task(task, num_classes=num_classes, ignore_index=ignore_index, dataset=dataset),
+                      threshold=threshold)
+    kw: dict[str, Any] = dict(
+        seed=seed, scoring=scoring, preprocess=preprocess, device=dev, dtype=dtype, batch_size=batch_size,
+        pad_to=pad_to, num_workers=num_workers,
+    )
+    bar = _progress_bar(n * (1 + len(names) * len(sevs)), "clean", progress)
+    passes: list[tuple[str, int, dict[str, Any]]] = []
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            clean = _evaluate(model, dataset, corruption=None, severity=None, bar=bar, **kw)
+            for name in names:
+                for s in sevs:
+                    if bar is not None:
+                        bar.set_description(f"{name}@{s}")
+                    passes.append((name, int(s), _evaluate(model, dataset, corruption=name, severity=s, bar=bar, **kw)))
+    finally:
+        if bar is not None:
+            bar.close()
+    common: dict[str, Any] = dict(
+        corruptions=tuple(names), severities=tuple(int(s) for s in sevs), seed=int(seed), num_images=n,
+        model_name=model_name if model_name is not None else _model_label(model),
+        dataset_name=dataset_name if dataset_name is not None else type(dataset).__name__,
+    )
+    if isinstance(scoring.task, BinaryTask):
+        return _binary_report(clean, passes, threshold=threshold, **common)
+    assert scoring.task is not None
+    return _semantic_report(clean, passes, task=scoring.task, dataset=dataset, **common)
+
+
+def _check_settings(corruptions: Sequence[str] | None, severities: Sequence[int]) -> tuple[list[str], list[int]]:
+    """The corruption names and severities of the benchmark, checked (``KeyError`` for an unknown name)."""
     from ..corruptions import available
-    from ..metrics import rce
 
     if isinstance(corruptions, str):
         raise TypeError(f"corruptions must be a sequence of names; got the str {corruptions!r}")
@@ -360,41 +469,30 @@ def evaluate_robustness(
     for name in names:
         for s in sevs:
             _check_severity(name, s)  # KeyError for unknown names, ValueError out of table
+    return names, sevs
 
-    dev, dtype = _model_device_dtype(model)
-    dev = torch.device(device) if device is not None else dev
-    kw: dict[str, Any] = dict(
-        seed=seed, preprocess=preprocess, device=dev, dtype=dtype, threshold=threshold,
-        batch_size=batch_size, pad_to=pad_to, num_workers=num_workers,
-    )
-    bar = _progress_bar(n * (1 + len(names) * len(sevs)), "clean", progress)
-    results: list[SettingResult] = []
-    try:
-        with _eval_mode(model), torch.inference_mode():
-            clean = _evaluate(model, dataset, corruption=None, severity=None, bar=bar, **kw)
-            for name in names:
-                for s in sevs:
-                    if bar is not None:
-                        bar.set_description(f"{name}@{s}")
-                    m = _evaluate(model, dataset, corruption=name, severity=s, bar=bar, **kw)
-                    results.append(
-                        SettingResult(
-                            name, int(s), *(m[k] for k in METRIC_KEYS),
-                            rce=_safe_rce(rce, clean["iou"], m["iou"]),
-                        )
-                    )
-    finally:
-        if bar is not None:
-            bar.close()
-    return RobustnessReport(
-        clean=clean,
-        results=tuple(results),
-        corruptions=tuple(names),
-        severities=tuple(int(s) for s in sevs),
-        seed=int(seed),
-        num_images=n,
-        model_name=model_name if model_name is not None else _model_label(model),
-        dataset_name=dataset_name if dataset_name is not None else type(dataset).__name__,
-        threshold=float(threshold),
-    )
 
+def _binary_report(
+    clean: dict[str, Any], passes: list[tuple[str, int, dict[str, Any]]], *, threshold: float, **common: Any
+) -> RobustnessReport:
+    """The binary report: each setting's ISTD metrics and its RCE (paper Eq. 9) against the clean IoU."""
+    from ..metrics import rce
+
+    results = tuple(
+        SettingResult(name, s, *(m[k] for k in METRIC_KEYS), rce=_safe_rce(rce, clean["iou"], m["iou"]))
+        for name, s, m in passes
+    )
+    return RobustnessReport(clean=clean, results=results, threshold=float(threshold), **common)
+
+
+def _semantic_report(
+    clean: dict[str, Any], passes: list[tuple[str, int, dict[str, Any]]], *, task: Task, dataset: Any,
+    **common: Any,
+) -> SemanticRobustnessReport:
+    """The semantic report: each setting's mIoU / aAcc / mAcc / per-class IoU, with the task's classes."""
+    k = int(task.num_classes)
+    return SemanticRobustnessReport(
+        clean=clean, results=tuple(SemanticSettingResult.from_metrics(name, s, m) for name, s, m in passes),
+        num_classes=k, ignore_index=getattr(task, "ignore_index", None),
+        class_names=_class_names(getattr(dataset, "class_names", None), k), **common,
+    )

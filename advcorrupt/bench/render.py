@@ -120,16 +120,20 @@ def _heatmap_grid(report: RobustnessReport, metric: str) -> Tensor:
     return torch.tensor(grid, dtype=torch.float64)
 
 
+#: Metrics drawn on a fixed 0-100 % scale, higher is better (the semantic ones too).
+_PERCENT_METRICS: tuple[str, ...] = ("iou", "niou", "pd", "mIoU", "aAcc", "mAcc")
+
+
 def _draw_heatmap(values: Tensor, rows: list[str], cols: list[int], *, metric: str, title: str, dpi: int) -> Any:
     """A matplotlib Figure (Agg canvas) of ``values`` with the numbers written in the cells."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     finite = values[values.isfinite()]
-    vmin, vmax = (0.0, 100.0) if metric in ("iou", "niou", "pd") else (
+    vmin, vmax = (0.0, 100.0) if metric in _PERCENT_METRICS else (
         (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
     )
-    cmap = "viridis" if metric in ("iou", "niou", "pd") else "magma_r"
+    cmap = "viridis" if metric in _PERCENT_METRICS else "magma_r"
     fig = Figure(figsize=(1.2 + 0.9 * len(cols), 1.0 + 0.45 * len(rows)), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

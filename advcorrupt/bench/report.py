@@ -17,7 +17,11 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..tasks import Task
+    from .semantic_report import SemanticRobustnessReport
 
 #: The metrics reported for every setting, in table order. ``fa`` is in units of 1e-6.
 METRIC_KEYS: tuple[str, ...] = ("iou", "niou", "pd", "fa")
@@ -88,6 +92,30 @@ class RobustnessReport:
     threshold: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
+    # ---- the task (binary masks), and the summaries every report kind has ---------------------
+
+    @property
+    def task(self) -> Task:
+        """The task the report scores: :class:`~advcorrupt.tasks.BinaryTask` (foreground masks)."""
+        from ..tasks import BinaryTask
+
+        return BinaryTask()
+
+    @property
+    def primary_metric(self) -> str:
+        """The key of :attr:`clean` the summaries use: the task's primary metric, ``"iou"``."""
+        return self.task.primary_metric
+
+    @property
+    def mean_corrupted(self) -> float:
+        """The primary metric averaged over every corruption x severity (here :attr:`mean_corrupted_iou`)."""
+        return self.mean_corrupted_iou
+
+    @property
+    def relative_robustness(self) -> float:
+        """:attr:`mean_corrupted` / clean IoU (NaN when the clean IoU is 0 or NaN); ``1 - mean RCE``."""
+        return _ratio(self.mean_corrupted, self.clean.get(self.primary_metric, math.nan))
+
     # ---- summaries -----------------------------------------------------------------------
 
     @property
@@ -146,8 +174,18 @@ class RobustnessReport:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport:
-        """Inverse of :meth:`to_dict` (derived summaries are recomputed, not read)."""
+    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport | SemanticRobustnessReport:
+        """Inverse of :meth:`to_dict` (derived summaries are recomputed, not read).
+
+        A semantic report's dict (``"task": {"name": "semantic", ...}``, written by
+        :meth:`SemanticRobustnessReport.to_dict <advcorrupt.bench.SemanticRobustnessReport.to_dict>`)
+        gives a :class:`~advcorrupt.bench.SemanticRobustnessReport`; a binary report's dict (no
+        ``"task"`` key, as since version 0.1) gives a :class:`RobustnessReport`.
+        """
+        if isinstance(data, Mapping) and _task_name(data) == "semantic":
+            from .semantic_report import SemanticRobustnessReport
+
+            return SemanticRobustnessReport.from_dict(data)
         try:
             results = tuple(
                 SettingResult(
@@ -179,8 +217,8 @@ class RobustnessReport:
         return write_json(self, path)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> RobustnessReport:
-        """Read a report written by :meth:`to_json`."""
+    def from_json(cls, path: str | Path) -> RobustnessReport | SemanticRobustnessReport:
+        """Read a report written by :meth:`to_json`, binary or semantic (see :meth:`from_dict`)."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     # ---- outputs (written by advcorrupt.bench.render) ---------------------------------------
@@ -242,6 +280,19 @@ class RobustnessReport:
             for name in names.values():
                 os.replace(staged / name, folder / name)
         return {key: folder / name for key, name in names.items()}
+
+
+def _task_name(data: Mapping[str, Any]) -> str:
+    """The task a report dict was written for: ``"binary"`` when it names none (every 0.1 report)."""
+    task = data.get("task")
+    return str(task.get("name", "binary")) if isinstance(task, Mapping) else "binary"
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den``, NaN when ``den`` is 0 or either is NaN (a relative score of a dead model)."""
+    if not (math.isfinite(num) and math.isfinite(den) and den > 0):
+        return math.nan
+    return num / den
 
 
 def _float(v: Any) -> float:

@@ -4,6 +4,11 @@
 mean RCE of Eq. 9); :func:`comparison_table` puts one column per model with the mean ± sample
 standard deviation over its training seeds. Both are Markdown, IoU, nIoU, Pd and RCE in percent,
 Fa in units of 1e-6.
+
+Semantic reports (:class:`~advcorrupt.bench.SemanticRobustnessReport`) get the same two tables in
+their own metrics: clean mIoU, mIoU per corruption, mPC (the mIoU averaged over every corruption x
+severity) and rPC = mPC / clean mIoU, as Kamann & Rother (CVPR 2020) and mmdetection's corruption
+benchmark report them. One table holds one kind of report.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 
 from .report import RobustnessReport
+from .semantic_report import SemanticRobustnessReport
+
+#: Either kind of report: binary (:class:`RobustnessReport`) or semantic.
+AnyReport = RobustnessReport | SemanticRobustnessReport
 
 
 def _fmt_metric(key: str, value: float, digits: int) -> str:
@@ -21,15 +30,31 @@ def _fmt_metric(key: str, value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if key == "fa" else f"{100 * value:.{digits}f}"
 
 
-def summary_table(reports: Sequence[RobustnessReport], *, digits: int = 2) -> str:
+def _one_kind(reports: Sequence[AnyReport]) -> bool:
+    """Whether the reports are semantic (``True``) or binary; ``ValueError`` for a mix or a non-report."""
+    bad = [type(r).__name__ for r in reports if not isinstance(r, (RobustnessReport, SemanticRobustnessReport))]
+    if bad:
+        raise TypeError(f"reports must be RobustnessReport or SemanticRobustnessReport objects; got {bad}")
+    kinds = {isinstance(r, SemanticRobustnessReport) for r in reports}
+    if len(kinds) > 1:
+        raise ValueError(
+            "reports must all score one task (all binary or all semantic): IoU and mIoU are not comparable; "
+            f"got {sum(isinstance(r, SemanticRobustnessReport) for r in reports)} semantic and "
+            f"{sum(not isinstance(r, SemanticRobustnessReport) for r in reports)} binary reports"
+        )
+    return kinds == {True}
+
+
+def summary_table(reports: Sequence[AnyReport], *, digits: int = 2) -> str:
     """The paper-style Markdown table: one row per model, IoU per corruption and the means.
 
     Columns: model, clean IoU, each corruption's IoU averaged over the severities, the mean
     corrupted IoU and the mean RCE (all in %). Corruptions are the union, in first-seen order;
-    a model that lacks one shows ``n/a``.
+    a model that lacks one shows ``n/a``. For semantic reports: model, clean mIoU, each
+    corruption's mIoU, mPC and rPC (all in %).
 
     Args:
-        reports: one report per model (or per training setting).
+        reports: one report per model (or per training setting), all binary or all semantic.
         digits: decimals.
 
     Example:
@@ -42,9 +67,12 @@ def summary_table(reports: Sequence[RobustnessReport], *, digits: int = 2) -> st
     """
     if not reports:
         raise ValueError("reports must hold at least one RobustnessReport; got none")
+    semantic = _one_kind(reports)
     names: list[str] = []
     for rep in reports:
         names.extend(n for n in rep.corruptions if n not in names)
+    if semantic:
+        return _semantic_summary(reports, names, digits)  # type: ignore[arg-type]
     head = ["model", "clean IoU", *names, "mean IoU", "mean RCE"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for i, rep in enumerate(reports):
@@ -52,6 +80,19 @@ def summary_table(reports: Sequence[RobustnessReport], *, digits: int = 2) -> st
         cells = [rep.model_name or f"model {i}", _fmt_metric("iou", rep.clean.get("iou", math.nan), digits)]
         cells += [_fmt_metric("iou", per[n]["iou"], digits) if n in per else "n/a" for n in names]
         cells += [_fmt_metric("iou", rep.mean_corrupted_iou, digits), _fmt_metric("rce", rep.mean_rce, digits)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _semantic_summary(reports: Sequence[SemanticRobustnessReport], names: list[str], digits: int) -> str:
+    """:func:`summary_table` of semantic reports: clean mIoU, mIoU per corruption, mPC, rPC."""
+    head = ["model", "clean mIoU", *names, "mPC", "rPC"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for i, rep in enumerate(reports):
+        per = rep.per_corruption
+        cells = [rep.model_name or f"model {i}", _fmt_metric("mIoU", rep.clean.get("mIoU", math.nan), digits)]
+        cells += [_fmt_metric("mIoU", per[n]["mIoU"], digits) if n in per else "n/a" for n in names]
+        cells += [_fmt_metric("mIoU", rep.mean_corrupted, digits), _fmt_metric("rPC", rep.relative_robustness, digits)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -70,26 +111,36 @@ _SUMMARY_ROWS: tuple[tuple[str, str, Callable[[RobustnessReport], float], bool],
     ("mean RCE", "rce", lambda r: r.mean_rce, False),
 )
 
+#: The same rows for semantic reports: clean metrics, mPC and rPC (per-corruption mIoU follow).
+_SEMANTIC_ROWS: tuple[tuple[str, str, Callable[[SemanticRobustnessReport], float], bool], ...] = (
+    ("clean mIoU", "mIoU", lambda r: r.clean.get("mIoU", math.nan), True),
+    ("clean aAcc", "aAcc", lambda r: r.clean.get("aAcc", math.nan), True),
+    ("clean mAcc", "mAcc", lambda r: r.clean.get("mAcc", math.nan), True),
+    ("mPC (mean corrupted mIoU)", "mIoU", lambda r: r.mean_corrupted, True),
+    ("rPC (mPC / clean mIoU)", "rPC", lambda r: r.relative_robustness, True),
+)
+
 
 def _check_comparison_input(
-    reports: Mapping[str, RobustnessReport | Sequence[RobustnessReport]],
-) -> dict[str, list[RobustnessReport]]:
+    reports: Mapping[str, AnyReport | Sequence[AnyReport]],
+) -> dict[str, list[AnyReport]]:
     """``{label: [report, ...]}``, every group non-empty and evaluated on one benchmark."""
     if not isinstance(reports, Mapping) or not reports:
         raise ValueError(
             "reports must be a non-empty mapping {model label: report or list of reports (one per seed)}; "
             f"got {type(reports).__name__ if not isinstance(reports, Mapping) else 'an empty mapping'}"
         )
-    groups: dict[str, list[RobustnessReport]] = {}
+    groups: dict[str, list[AnyReport]] = {}
     for label, value in reports.items():
-        group = [value] if isinstance(value, RobustnessReport) else list(value)
-        bad = [type(r).__name__ for r in group if not isinstance(r, RobustnessReport)]
+        group = [value] if isinstance(value, (RobustnessReport, SemanticRobustnessReport)) else list(value)
+        bad = [type(r).__name__ for r in group if not isinstance(r, (RobustnessReport, SemanticRobustnessReport))]
         if not group or bad:
             raise TypeError(
                 f"reports[{label!r}] must be a RobustnessReport or a non-empty list of them; "
                 f"got {bad or 'an empty list'}"
             )
         groups[str(label)] = group
+    _one_kind([r for g in groups.values() for r in g])
     setups = {(r.dataset_name, r.num_images, r.seed) for g in groups.values() for r in g}
     if len(setups) > 1:
         raise ValueError(
@@ -116,7 +167,7 @@ def _fmt_mean_std(key: str, mean: float, std: float, digits: int, bold: bool) ->
     return f"**{cell}**" if bold else cell
 
 
-def _per_corruption_getter(name: str, key: str) -> Callable[[RobustnessReport], float]:
+def _per_corruption_getter(name: str, key: str) -> Callable[[AnyReport], float]:
     """``report -> its `key` for corruption `name` averaged over severities`` (NaN if absent)."""
     return lambda r: r.per_corruption.get(name, {}).get(key, math.nan)
 
@@ -131,7 +182,7 @@ def _comparison_row(
 
 
 def comparison_table(
-    reports: Mapping[str, RobustnessReport | Sequence[RobustnessReport]], *, digits: int = 2
+    reports: Mapping[str, AnyReport | Sequence[AnyReport]], *, digits: int = 2
 ) -> str:
     """Several models side by side, mean ± std over seeds: BALISTD's Table 2 as Markdown.
 
@@ -141,6 +192,9 @@ def comparison_table(
     with two or more, ``± the sample standard deviation``; ``n/a`` where a model lacks the value.
     The best mean of each row is bold (highest IoU/nIoU/Pd, lowest Fa/RCE). IoU, nIoU, Pd and RCE
     are in %, Fa in units of 1e-6.
+
+    Semantic reports give the rows clean mIoU, aAcc, mAcc, mPC and rPC, then each corruption's
+    mIoU (all in %, higher is better).
 
     Args:
         reports: ``{label: report or [report per seed]}``, e.g. ``{"ACM": [r0, r1, r2],
@@ -152,7 +206,8 @@ def comparison_table(
         The Markdown table (a header line naming the seeds per model, then the table).
 
     Raises:
-        ValueError: empty input or reports from different test sets / benchmark seeds.
+        ValueError: empty input, reports from different test sets / benchmark seeds, or binary
+            and semantic reports mixed.
         TypeError: a value that is not a report or a list of reports.
 
     Example:
@@ -171,14 +226,22 @@ def comparison_table(
     for group in groups.values():
         for rep in group:
             names.extend(n for n in rep.corruptions if n not in names)
-    rows: list[tuple[str, str, Callable[[RobustnessReport], float], bool]] = list(_SUMMARY_ROWS)
-    for name in names:
-        rows.append((f"{name} IoU", "iou", _per_corruption_getter(name, "iou"), True))
-        rows.append((f"{name} RCE", "rce", _per_corruption_getter(name, "rce"), False))
+    semantic = isinstance(next(iter(groups.values()))[0], SemanticRobustnessReport)
+    rows: list[tuple[str, str, Callable[[AnyReport], float], bool]]
+    if semantic:
+        rows = list(_SEMANTIC_ROWS)  # type: ignore[arg-type]
+        rows += [(f"{name} mIoU", "mIoU", _per_corruption_getter(name, "mIoU"), True) for name in names]
+        units = "mIoU, aAcc, mAcc, mPC, rPC in %"
+    else:
+        rows = list(_SUMMARY_ROWS)  # type: ignore[arg-type]
+        for name in names:
+            rows.append((f"{name} IoU", "iou", _per_corruption_getter(name, "iou"), True))
+            rows.append((f"{name} RCE", "rce", _per_corruption_getter(name, "rce"), False))
+        units = "IoU, nIoU, Pd, RCE in %, Fa in 1e-6"
     seeds = ", ".join(f"{label}: {len(g)}" for label, g in groups.items())
     lines = [
-        f"Reports per model (seeds): {seeds}. Mean ± sample std over seeds; IoU, nIoU, Pd, RCE in %, "
-        "Fa in 1e-6; per-corruption values averaged over severities; best mean in bold.",
+        f"Reports per model (seeds): {seeds}. Mean ± sample std over seeds; {units}; per-corruption values "
+        "averaged over severities; best mean in bold.",
         "",
         "| metric | " + " | ".join(groups) + " |",
         "|---|" + "---:|" * len(groups),
