@@ -50,6 +50,12 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset[Any], Dataset[Any], nn.
 
     Raises:
         FileNotFoundError: ``data_root`` lacks the ISTD layout (names what is missing).
+
+    Example:
+        >>> train, test, preprocess = build_datasets(TrainConfig(synthetic_train=4, synthetic_test=2,
+        ...                                                      synthetic_size=32))  # synthetic scenes
+        >>> len(train), len(test), tuple(train[0][0].shape), tuple(train[0][1].shape)
+        (4, 2, (1, 32, 32), (1, 32, 32))
     """
     from ..data import ISTDDataset, Normalize, SyntheticIRSTD
 

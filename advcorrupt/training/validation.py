@@ -39,7 +39,12 @@ COLLAPSE_IOU = 0.01
 
 
 def is_collapsed(val: Mapping[str, float]) -> bool:
-    """Whether validation metrics show a collapsed detector (IoU ~0: no or almost no target pixel found)."""
+    """Whether validation metrics show a collapsed detector (IoU ~0: no or almost no target pixel found).
+
+    Example:
+        >>> is_collapsed({"iou": 0.004, "pd": 0.0}), is_collapsed({"iou": 0.62}), is_collapsed({"iou": float("nan")})
+        (True, False, True)
+    """
     iou = val.get("iou", float("nan"))
     return not math.isfinite(iou) or iou < COLLAPSE_IOU
 
