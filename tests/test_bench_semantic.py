@@ -239,6 +239,13 @@ def test_arguments_and_task_objects_give_the_same_report_as_the_dataset_attribut
     assert args.to_dict() == expected and obj.to_dict() == expected
 
 
+def test_a_subset_of_a_dataset_with_attributes_still_supplies_them():
+    subset = torch.utils.data.Subset(Scenes(with_attributes=True), [0, 2])
+    got = evaluate_robustness(Oracle(), subset, corruptions=["contrast"], severities=(1,), progress=False)
+    assert isinstance(got, SemanticRobustnessReport) and got.ignore_index == IGNORE and got.names[0] == "sky"
+    assert got.num_images == 2 and got.clean["mIoU"] == 1.0
+
+
 def test_evaluate_returns_the_semantic_metrics_with_per_class_iou():
     got = evaluate(Oracle(), Scenes(with_attributes=True), corruption="contrast", severity=1)
     assert sorted(got) == ["IoU", "aAcc", "mAcc", "mIoU"] and len(got["IoU"]) == K

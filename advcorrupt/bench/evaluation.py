@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from .._outputs import output_heads
 from ..tasks import BinaryTask, Task
 from .report import METRIC_KEYS, RobustnessReport, SettingResult
-from .scoring import Scoring, given_task
+from .scoring import Scoring, dataset_attribute, given_task
 from .semantic_report import (
     SemanticRobustnessReport,
     SemanticSettingResult,
@@ -239,9 +239,10 @@ def evaluate(
         batch_size: most images per forward pass.
         pad_to: zero-pad the bottom/right of each (preprocessed) batch to a multiple of this, as
             BasicIRSTD does for models with down-sampling stages; outputs are cropped back. ``None``
-            feeds the native size. The default 32 serves both tasks: every
-            segmentation-models-pytorch model (five stride-2 stages) needs sizes divisible by 32,
-            so CamVid's 180 x 240 runs as 192 x 256 and is scored at 180 x 240.
+            feeds the native size. The default 32 (the ISTD default since 0.1) serves semantic
+            models too: segmentation-models-pytorch encoders have five stride-2 stages and its
+            models (all but ``Unet``, which resizes inside) refuse sizes not divisible by 32, so
+            CamVid's 180 x 240 runs as 192 x 256 and is scored at 180 x 240.
         num_workers: DataLoader workers that load and corrupt images.
         progress: show a tqdm bar.
         task: ``"binary"``, ``"semantic"``, a :class:`~advcorrupt.tasks.Task`, or ``None``.
@@ -355,7 +356,8 @@ def evaluate_robustness(
 
     The task decides the metrics (:mod:`advcorrupt.bench.scoring`): given by ``task``, or by
     ``num_classes`` / ``ignore_index`` (semantic), completed by the dataset's own
-    ``num_classes`` / ``ignore_index`` attributes (:class:`advcorrupt.data.CamVid`); else
+    ``num_classes`` / ``ignore_index`` attributes (:class:`advcorrupt.data.CamVid`, also inside a
+    ``torch.utils.data.Subset``); else
     inferred from the first batch of the clean pass and the model's output for it (integer masks
     and K > 1 output channels: semantic, see :func:`advcorrupt.tasks.infer_task`).
 
@@ -380,8 +382,9 @@ def evaluate_robustness(
         threshold: probability threshold of the binary metrics (semantic: argmax).
         batch_size: most equal-sized images per forward pass.
         pad_to: pad inputs to a multiple of this (``None``: native size); outputs cropped back.
-            The default 32 serves both tasks: smp models need sizes divisible by 32, so CamVid's
-            180 x 240 runs as 192 x 256 and is scored at 180 x 240.
+            The default 32 serves both tasks: segmentation-models-pytorch models (all but
+            ``Unet``) refuse sizes not divisible by 32, so CamVid's 180 x 240 runs as 192 x 256
+            and is scored at 180 x 240.
         num_workers: DataLoader workers that load and corrupt images.
         progress: show a tqdm bar over all passes.
         model_name: label for the report (default: the model's class or function name).
@@ -494,5 +497,5 @@ def _semantic_report(
     return SemanticRobustnessReport(
         clean=clean, results=tuple(SemanticSettingResult.from_metrics(name, s, m) for name, s, m in passes),
         num_classes=k, ignore_index=getattr(task, "ignore_index", None),
-        class_names=_class_names(getattr(dataset, "class_names", None), k), **common,
+        class_names=_class_names(dataset_attribute(dataset, "class_names"), k), **common,
     )

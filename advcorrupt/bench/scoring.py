@@ -6,7 +6,8 @@ The benchmark never looks at mask shapes itself: it asks a :class:`~advcorrupt.t
 1. given: ``task="binary"`` / ``"semantic"`` / a :class:`~advcorrupt.tasks.Task`, or
    ``num_classes=`` / ``ignore_index=`` (which mean semantic), completed by the dataset's own
    ``num_classes`` / ``ignore_index`` attributes (:class:`advcorrupt.data.CamVid`,
-   :class:`advcorrupt.data.SegmentationFolder`) where the arguments are ``None``;
+   :class:`advcorrupt.data.SegmentationFolder`, also through a ``torch.utils.data.Subset``) where
+   the arguments are ``None``;
 2. else inferred from the first batch (the dataset's first items) and the model's output for it
    (:func:`advcorrupt.tasks.infer_task`: integer masks and K > 1 output channels mean semantic).
 
@@ -28,15 +29,31 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
+from torch.utils.data import Subset
 
 from ..tasks import BinaryTask, SemanticTask, Task, infer_task, make_task
 
-__all__ = ["Scoring", "given_task", "settle_task"]
+__all__ = ["Scoring", "dataset_attribute", "given_task", "settle_task"]
+
+
+def dataset_attribute(dataset: Any, name: str) -> Any:
+    """The dataset's attribute ``name`` (``None`` if absent), looking through ``torch.utils.data.Subset`` wrappers.
+
+    Example:
+        >>> from torch.utils.data import Subset
+        >>> class Labelled(list):
+        ...     num_classes = 11
+        >>> dataset_attribute(Subset(Labelled([1, 2, 3]), [0, 2]), "num_classes")
+        11
+    """
+    while not hasattr(dataset, name) and isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return getattr(dataset, name, None)
 
 
 def _declared_classes(dataset: Any) -> int | None:
     """The dataset's ``num_classes`` attribute when it declares a multi-class problem, else ``None``."""
-    k = getattr(dataset, "num_classes", None)
+    k = dataset_attribute(dataset, "num_classes")
     return k if isinstance(k, int) and not isinstance(k, bool) and k >= 2 else None
 
 
@@ -69,7 +86,7 @@ def given_task(
         if num_classes is None:
             num_classes = declared
         if ignore_index is None:
-            ignore = getattr(dataset, "ignore_index", None)
+            ignore = dataset_attribute(dataset, "ignore_index")
             ignore_index = ignore if isinstance(ignore, int) and not isinstance(ignore, bool) else None
     return make_task(task, num_classes=num_classes, ignore_index=ignore_index)
 
