@@ -162,7 +162,7 @@ def test_every_setting_matches_an_independent_computation_on_the_seeded_views(re
     for r in report.results:
         expected = by_hand(model, Scenes(), r.corruption, r.severity)
         assert same(r.miou, expected["mIoU"]) and same(r.aacc, expected["aAcc"]) and same(r.macc, expected["mAcc"])
-        assert all(same(a, b) for a, b in zip(r.class_iou, expected["IoU"]))
+        assert all(same(a, b) for a, b in zip(r.class_iou, expected["IoU"], strict=True))
     assert report.result("contrast", 3).miou < 1.0  # the corruption did something
 
 
@@ -197,7 +197,7 @@ def test_every_model_sees_the_same_seeded_corrupted_images_padded_then_cropped_b
     evaluate(model, Scenes(), corruption="gaussian_noise", severity=3, seed=5, batch_size=1, ignore_index=IGNORE)
     view = CorruptedDataset(Scenes(), "gaussian_noise", 3, seed=5)
     assert len(model.seen) == len(view)
-    for x, (expected, _) in zip(model.seen, view):
+    for x, (expected, _) in zip(model.seen, view, strict=True):
         h, w = expected.shape[-2:]
         assert x.shape[-2:] == ((32, 32) if (h, w) == (20, 30) else (32, 64))
         assert torch.equal(x[0, :, :h, :w], expected)

@@ -213,7 +213,7 @@ class SemanticRobustnessReport:
         The average over severities skips NaN (a class absent in one setting); NaN when absent in all.
         """
         if corruption is None:
-            return dict(zip(self.names, (_float(v) for v in self.clean["IoU"])))
+            return dict(zip(self.names, (_float(v) for v in self.clean["IoU"]), strict=True))
         rows = [r for r in self.results if r.corruption == corruption]
         if not rows:
             raise KeyError(f"corruption must be one of the evaluated {list(self.corruptions)}; got {corruption!r}")
