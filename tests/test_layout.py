@@ -154,8 +154,8 @@ ENGINE_NAMES = (
 #: Public names the old module had outside its ``__all__`` (tests and examples imported them).
 ENGINE_EXTRA_NAMES = ("COLLAPSE_IOU", "WarmupCosine", "is_collapsed")
 #: One module per job (issue 17); a file that disappears or appears should update this list.
-TRAINING_FILES = ("__init__", "checkpoints", "config", "data", "distributed", "logs", "loop", "provenance", "run",
-                  "schedule", "validation")
+TRAINING_FILES = ("__init__", "checkpoints", "config", "data", "distributed", "grid", "grid_report", "harness", "logs",
+                  "loop", "provenance", "run", "schedule", "validation")
 
 
 def test_engine_old_path_still_exports_every_name_it_had() -> None:

@@ -35,6 +35,14 @@ The package reads in the order a run goes:
 - :mod:`~advcorrupt.training.provenance`: which code trained a run (:func:`source_revision`, the
   git commit recorded in ``config.json``).
 
+Experiment grids (one run per strategy x seed, then tables over seeds) are built on :func:`fit`:
+
+- :mod:`~advcorrupt.training.grid`: training and benchmarking each run of a grid, reading finished
+  runs back, and the recipe one table holds.
+- :mod:`~advcorrupt.training.grid_report`: tables over seeds, paired differences, the policy's shares.
+- :mod:`~advcorrupt.training.harness`: the command line of a grid script (``examples/istd_dnanet.py``,
+  ``examples/camvid_smp.py``).
+
 ``advcorrupt.engine``, the module this package replaces, re-exports the same objects.
 """
 
