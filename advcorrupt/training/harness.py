@@ -60,6 +60,8 @@ class GridFlag:
         field: the TrainConfig field it sets, e.g. ``"bce_weight"``.
         type: parses the flag's text (``int``, ``float``, ``json.loads``, ...).
         help: the ``--help`` line.
+        nargs: how many values it takes (``None``: one), e.g. 2 for ``--crop-size H W``.
+        metavar: their names in ``--help``.
 
     Example:
         >>> GridFlag("--bce-weight", "bce_weight", float, "weight of the BCE term").field
@@ -70,6 +72,8 @@ class GridFlag:
     field: str
     type: Callable[[str], Any]
     help: str | None = None
+    nargs: int | None = None
+    metavar: str | tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,8 @@ def parse_grid_args(spec: GridSpec, argv: Sequence[str] | None = None) -> argpar
     for flag, _, kind, text in _COMMON_FLAGS:
         p.add_argument(flag, type=kind, default=None, help=text)
     for extra in spec.flags:
-        p.add_argument(extra.flag, dest=extra.field, type=extra.type, default=None, help=extra.help)
+        p.add_argument(extra.flag, dest=extra.field, type=extra.type, default=None, help=extra.help,
+                       nargs=extra.nargs, metavar=extra.metavar)
     p.add_argument("--policy-lr", type=float, default=None)
     p.add_argument("--reinforce-kwargs", type=json.loads, default=None,
                    help='JSON for the policy updater, e.g. \'{"min_prob": 0.5, "entropy_coef": 0.05}\'')
