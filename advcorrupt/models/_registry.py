@@ -2,7 +2,8 @@
 
 A registered entry is a factory function whose name is the registry key; it takes keyword
 arguments only (at least ``in_channels``) and returns an ``nn.Module`` that maps (B, C, H, W)
-images to logits.
+images to logits. Names ``smp:<Arch>:<encoder>`` are not registered: :func:`create_model` hands
+them to :func:`advcorrupt.models.smp.create_smp_model` (any segmentation-models-pytorch model).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from torch import nn
@@ -48,7 +50,7 @@ def register_model(fn: _F) -> _F:
     return fn
 
 
-def list_models(filter: str = "") -> list[str]:  # noqa: A002  (timm's argument name)
+def list_models(filter: str = "") -> list[str]:
     """Registered model names, in registration order, optionally filtered by a glob pattern.
 
     Args:
@@ -68,14 +70,18 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model.
 
     Args:
-        name: a name from :func:`list_models`.
-        **kwargs: passed to the factory (e.g. ``in_channels=1``, ``deep_supervision=False``).
+        name: a name from :func:`list_models`, or ``"smp:<Arch>:<encoder>"`` for any
+            segmentation-models-pytorch model (``"smp:Unet:resnet18"``; trained from scratch
+            unless ``encoder_weights=`` says otherwise, see :mod:`advcorrupt.models.smp`).
+        **kwargs: passed to the factory (e.g. ``in_channels=1``, ``deep_supervision=False``;
+            ``num_classes=`` / ``classes=`` for the output channels of an smp model).
 
     Returns:
         The model, in training mode, with freshly initialised weights.
 
     Raises:
-        KeyError: for an unknown name; the message lists the registered names.
+        KeyError: for an unknown name; the message lists the registered names (or, for an
+            ``smp:`` name, the valid architectures).
         ValueError: ``in_channels`` or ``num_classes`` that is not an integer >= 1.
 
     Example:
@@ -83,12 +89,22 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         >>> net = create_model("acm", in_channels=1)
         >>> net.eval()(torch.rand(1, 1, 33, 47)).shape
         torch.Size([1, 1, 33, 47])
+        >>> create_model("smp:Unet:resnet18", in_channels=3, classes=11).eval()(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 11, 64, 64])
     """
-    try:
+    from .smp import create_smp_model, is_smp_name
+
+    factory: ModelFactory
+    if is_smp_name(name):
+        factory = partial(create_smp_model, name)
+    elif name in _MODELS:
         factory = _MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; available models: {list_models()}") from None
-    for arg in ("in_channels", "num_classes"):
+    else:
+        raise KeyError(
+            f"unknown model {name!r}; available models: {list_models()}, or 'smp:<Arch>:<encoder>' for a "
+            f"segmentation-models-pytorch model (e.g. 'smp:Unet:resnet18')"
+        )
+    for arg in ("in_channels", "num_classes", "classes"):
         if arg in kwargs:
             check_positive_int(arg, kwargs[arg])
     return factory(**kwargs)
