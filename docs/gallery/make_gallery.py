@@ -7,8 +7,9 @@ Every image is drawn by the library's own functions, from inputs kept in the rep
   data (3 channels);
 - the robustness heatmap: ``RobustnessReport.plot_heatmap`` of a recorded benchmark report
   (``results/``, read only);
-- the policy's shares: ``plot_policy_shares`` of ``examples/istd_dnanet.py`` on the recorded
-  action counts of the default adversary's five recipe-3 runs.
+- the policy's shares: :func:`advcorrupt.training.grid_report.plot_policy_shares` (what
+  ``examples/istd_dnanet.py`` draws) on the recorded action counts of the default adversary's five
+  recipe-3 runs.
 
 The PNGs are then reduced to 8-bit gray or a 256-colour palette, which keeps the gallery to a few
 hundred KB. Run from anywhere (about 10 s on a CPU)::
@@ -20,9 +21,7 @@ hundred KB. Run from anywhere (about 10 s on a CPU)::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from PIL import Image
@@ -30,6 +29,7 @@ from PIL import Image
 from advcorrupt.benchmark import RobustnessReport
 from advcorrupt.corruptions.preview import preview_grid
 from advcorrupt.data import SyntheticIRSTD
+from advcorrupt.training.grid_report import plot_policy_shares
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "results" / "nuaa_quick_grid_recipe3" / "banded"
@@ -64,15 +64,6 @@ def _photo(size: int = 160) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
-def _examples_module() -> ModuleType:
-    """``examples/istd_dnanet.py`` imported as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("istd_dnanet", REPO / "examples" / "istd_dnanet.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _tighten(path: Path, *, gap: int = 14) -> None:
     """Cut the white bands between the grid's rows down to ``gap`` pixels (less scrolling)."""
     import numpy as np
@@ -105,7 +96,7 @@ def make_gallery(out: Path) -> list[Path]:
     _shrink(heatmap, gray=False)
     folders = [RUNS / f"seed{s}" for s in SHARES_SEEDS]
     title = "banded (the default adversary), recipe 3, NUAA-SIRST, ACM: mean over seeds 0-4"
-    _examples_module().plot_policy_shares(folders, shares, title=title)
+    plot_policy_shares(folders, shares, title=title)
     if not shares.is_file():
         raise FileNotFoundError(f"no policy_actions.json with actions under {RUNS}; got no plot at {shares}")
     _shrink(shares, gray=False)
