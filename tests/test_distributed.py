@@ -15,6 +15,8 @@ B. The learned policy: each rank starts from different random weights and sample
    their sampled actions differ.
 C. ``advcorrupt train`` itself under two processes: a DistributedSampler split, statistics
    reduced across ranks, only rank 0 writing files.
+D. The same for a semantic run: ``--dataset camvid`` on a tiny CamVid-layout folder, an 11-class
+   model, the semantic task's loss and validation (mIoU) under DDP.
 """
 
 from __future__ import annotations
@@ -58,11 +60,28 @@ def tiny_ddp_net(*, in_channels: int = 1) -> nn.Module:
     return TinyNet(in_channels)
 
 
+class TinySegNet(nn.Module):
+    """RGB in, K class logits out; no BatchNorm."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, num_classes, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+def tiny_ddp_seg(*, in_channels: int = 3, num_classes: int = 11) -> nn.Module:
+    return TinySegNet(in_channels, num_classes)
+
+
 def _register() -> None:
     from advcorrupt.models import list_models, register_model
 
-    if "tiny_ddp_net" not in list_models():
-        register_model(tiny_ddp_net)
+    for factory in (tiny_ddp_net, tiny_ddp_seg):
+        if factory.__name__ not in list_models():
+            register_model(factory)
 
 
 _register()
@@ -150,6 +169,15 @@ def _worker(out_dir: str) -> None:
         "--no-progress",
     ])
     (out / f"cli_rank{rank}.json").write_text(json.dumps({"code": code}))
+
+    # D: a semantic run (CamVid layout written by the fixture), 4 images over 2 ranks, batch 1.
+    code = main([
+        "train", "--model", "tiny_ddp_seg", "--dataset", "camvid", "--data-root", str(out / "camvid"),
+        "--crop-size", "32", "48", "--corruptions", ",".join(SPACE["corruptions"]), "--severities", "1,2",
+        "--epochs", "1", "--batch-size", "1", "--device", "cpu", "--checkpoint-every", "1", "--keep-last", "5",
+        "--policy-kwargs", json.dumps(SMALL_POLICY), "--out-dir", str(out / "semantic"), "--no-progress",
+    ])
+    (out / f"semantic_rank{rank}.json").write_text(json.dumps({"code": code}))
     dist.destroy_process_group()
 
 
@@ -165,7 +193,10 @@ test_distributed._worker(sys.argv[1])
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from torch.distributed import TCPStore
 
+    from test_training_semantic import write_camvid
+
     out = tmp_path_factory.mktemp("ddp")
+    write_camvid(out / "camvid")  # for part D
     # The OS picks a free port; the store stays bound to it until the workers are done.
     store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=90))
     base = {
@@ -258,6 +289,19 @@ def test_train_cli_under_two_processes_writes_once_and_reduces_statistics(two_ra
     last = load_checkpoint(ckpts[-1])
     assert last["world_size"] == WORLD and len(last["generators"]) == WORLD
     assert not torch.equal(last["generators"][0], last["generators"][1]), "one generator stream per rank"
+
+
+def test_a_semantic_run_under_two_processes_trains_validates_miou_and_records_the_task(two_ranks: Path) -> None:
+    assert all(json.loads((two_ranks / f"semantic_rank{r}.json").read_text())["code"] == 0 for r in range(WORLD))
+    run = two_ranks / "semantic"
+    # 4 training images over 2 ranks, batch 1: 2 steps, each rank on its own half.
+    assert [s["step"] for s in (json.loads(x) for x in (run / "steps.jsonl").read_text().splitlines())] == [0, 1]
+    (row,) = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert row["skipped_epoch"] == 0 and 0.0 <= row["val_mIoU"] <= 1.0 and len(row["val_IoU"]) == 11
+    last = load_checkpoint(list_checkpoints(run)[-1])
+    assert last["world_size"] == WORLD and last["trainer"]["task"]["name"] == "semantic"
+    assert last["trainer"]["task"]["num_classes"] == 11 and last["trainer"]["task"]["ignore_index"] == 11
+    assert last["model"]["b.weight"].shape[0] == 11
 
 
 def test_a_mid_epoch_checkpoint_of_two_processes_refuses_a_one_process_resume(two_ranks: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 Example:
     $ advcorrupt bench --checkpoint runs/a runs/b --labels balistd,random --severities 1,3
+    $ advcorrupt bench --checkpoint runs/camvid --severities 1,3   # a semantic run: its CamVid test split
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add the ``bench`` subcommand and its options to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "bench",
-        help="corruption-robustness report of checkpoints (IoU/nIoU/Pd/Fa/RCE per corruption x severity), "
-        "and a side-by-side comparison of several",
+        help="corruption-robustness report of checkpoints (IoU/nIoU/Pd/Fa/RCE, or mIoU/aAcc/mAcc/mPC/rPC and "
+        "per-class IoU, per corruption x severity), and a side-by-side comparison of several",
         description="Evaluate checkpoints written by `advcorrupt train` on the clean test set and on every "
         "corruption x severity (seeded, so every model sees the same corrupted images). Writes robustness.md, "
-        "robustness.csv, robustness.json and robustness_iou.png per checkpoint. Without --data-root it uses the "
-        "run's test set (synthetic or its ISTD data root), normalised with the statistics the model was trained "
-        "with. With several checkpoints it also prints and writes comparison.md: one column per model label "
-        "(reports with the same label are seeds: mean +- std), BALISTD's Table 2.",
+        "robustness.csv, robustness.json and a heatmap per checkpoint (semantic runs: the mIoU heatmap and a "
+        "per-class IoU-drop heatmap). Without --data-root it uses the run's test set (synthetic, its ISTD data "
+        "root, or the test split of its CamVid / folder data), normalised with the statistics the model was "
+        "trained with. With several checkpoints it also prints and writes comparison.md: one column per model "
+        "label (reports with the same label are seeds: mean +- std), BALISTD's Table 2.",
     )
     p.add_argument("--checkpoint", required=True, nargs="+",
                    help="ckpt_*.pt files, run folders (their newest checkpoint) or robustness.json reports "
@@ -41,8 +43,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--labels", type=csv_list(str), default=None,
                    help="comma-separated model label per --checkpoint (default: '<model> (<strategy>)'); "
                    "equal labels are averaged as seeds")
-    p.add_argument("--data-root", default=None, help="ISTD-layout folder; default: the checkpoint's data (or synthetic)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset folder (layout per --dataset); default: the checkpoint's data (or synthetic)")
     p.add_argument("--dataset-name", default=None)
+    p.add_argument("--dataset", choices=("istd", "camvid", "folder"), default=None,
+                   help="what --data-root holds (default: the checkpoint's)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="split of a CamVid / folder dataset to evaluate (ISTD data: always its test split)")
+    p.add_argument("--task", choices=("binary", "semantic"), default=None, help="default: the checkpoint's")
+    p.add_argument("--num-classes", type=int, default=None, help="classes K of a semantic task (default: the checkpoint's)")
+    p.add_argument("--ignore-index", type=int, default=None, help="label never counted (default: the checkpoint's)")
     add_corruptions_argument(p)
     p.add_argument("--severities", type=csv_list(int), default=(1, 2, 3, 4, 5))
     p.add_argument("--seed", type=int, default=0, help="seed of the corrupted test sets")
@@ -69,19 +79,27 @@ def _resolve_checkpoint(path: Path) -> Path:
     return found[-1]
 
 
+#: Options that replace the checkpoint's data or task fields (the option's name is the field's).
+_DATA_OPTIONS = ("dataset", "task", "num_classes", "ignore_index")
+
+
 def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[Any, Any, Any, Any]:
-    """``(model, config, test set, preprocess)`` of a checkpoint, with --data-root applied."""
+    """``(model, config, test set, preprocess)`` of a checkpoint, with --data-root, --dataset, --task,
+    --num-classes and --ignore-index applied (checked as a training configuration would be)."""
+    from dataclasses import replace
+
     from ..checkpoint import CheckpointError
     from ..training import build_datasets, check_config, load_model
 
     try:
         model, config, state = load_model(ckpt, device=device)
+        changes = {name: getattr(args, name) for name in _DATA_OPTIONS if getattr(args, name) is not None}
         if args.data_root is not None:
-            from dataclasses import replace
-
-            config = replace(config, data_root=args.data_root, dataset_name=args.dataset_name)
+            changes.update(data_root=args.data_root, dataset_name=args.dataset_name)
+        if changes:
+            config = replace(config, **changes)
             check_config(config)
-        _, test, preprocess = build_datasets(config)
+        _, test, preprocess = build_datasets(config, split=args.split)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
         raise _BenchError(error_message(e)) from None
     norm = state.get("normalize")
@@ -96,9 +114,17 @@ def _load_for_bench(args: argparse.Namespace, ckpt: Path, device: str) -> tuple[
 def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> Any:
     """The robustness report of one checkpoint (in memory or from --corrupted-root)."""
     from ..benchmark import evaluate_robustness
+    from ..training import run_task
 
     model, config, test, preprocess = _load_for_bench(args, ckpt, device)
     label = f"{config.model} ({config.strategy})"
+    task = run_task(config)
+    if args.corrupted_root is not None and task.name != "binary":
+        raise _BenchError(
+            "--corrupted-root reads ISTD-layout copies written by `advcorrupt corrupt-dataset`, which has no "
+            "semantic (CamVid / folder) form yet; leave --corrupted-root out: bench corrupts the test split in "
+            "memory, seeded"
+        )
     if args.corrupted_root is not None:  # folders written by `advcorrupt corrupt-dataset`
         from ._corrupted_root import evaluate_corrupted_root
 
@@ -110,11 +136,15 @@ def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> A
             )
         except (ValueError, KeyError, FileNotFoundError) as e:
             raise _BenchError(error_message(e)) from None
-    return evaluate_robustness(
-        model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
-        preprocess=preprocess, device=device, progress=not args.no_progress, model_name=label,
-        dataset_name=Path(config.data_root).name if config.data_root else "synthetic",
-    )
+    dataset_name = Path(config.data_root).name if config.data_root else "synthetic"
+    try:
+        return evaluate_robustness(
+            model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+            preprocess=preprocess, device=device, progress=not args.no_progress, model_name=label,
+            dataset_name=dataset_name if task.name == "binary" else f"{dataset_name} ({args.split})", task=task,
+        )
+    except (ValueError, KeyError) as e:  # a model that disagrees with the task, a bad label: named per item
+        raise _BenchError(f"{ckpt}: {error_message(e)}") from None
 
 
 def _report_of(args: argparse.Namespace, path: Path, device: str, out: Path | None) -> Any:

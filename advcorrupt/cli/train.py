@@ -2,6 +2,7 @@
 
 Example:
     $ advcorrupt train --model sfim_dnanet --epochs 2 --out-dir runs/try
+    $ advcorrupt train --model smp:Unet:resnet18 --dataset camvid --data-root ../shared/data/CamVid --out-dir runs/camvid
 """
 
 from __future__ import annotations
@@ -21,13 +22,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add the ``train`` subcommand and its options to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "train",
-        help="train an ISTD model with adversarial corruptions (BALISTD)",
-        description="Train an ISTD detector with the bi-level adversarial corruption framework. Without "
-        "--data-root it trains on built-in synthetic infrared scenes. Run under torchrun for several GPUs/processes.",
+        help="train a segmentation model with adversarial corruptions (BALISTD): ISTD or multi-class (CamVid)",
+        description="Train a segmentation model with the bi-level adversarial corruption framework: an ISTD "
+        "detector (binary masks; without --data-root on built-in synthetic infrared scenes) or a multi-class "
+        "model (--dataset camvid / folder, e.g. --model smp:Unet:resnet18, trained from scratch). Run under "
+        "torchrun for several GPUs/processes.",
     )
-    p.add_argument("--model", default="sfim_dnanet", help="model name (advcorrupt.models.list_models())")
-    p.add_argument("--data-root", default=None, help="ISTD-layout folder (images/, masks/, img_idx/); default: synthetic")
+    p.add_argument("--model", default="sfim_dnanet",
+                   help="model name (advcorrupt.models.list_models()) or smp:<Arch>:<encoder>, e.g. smp:Unet:resnet18")
+    p.add_argument("--dataset", choices=("istd", "camvid", "folder"), default="istd",
+                   help="what --data-root holds: istd (images/, masks/, img_idx/; binary masks), camvid (SegNet's "
+                   "layout: train/, trainannot/, val/, ...) or folder (<split>/images + <split>/masks, or images/ + "
+                   "masks/ + <split>.txt; class-index masks)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset folder (layout per --dataset); default for istd: synthetic scenes")
     p.add_argument("--dataset-name", default=None, help="split name in img_idx/train_<NAME>.txt (inferred if unique)")
+    p.add_argument("--task", choices=("binary", "semantic"), default=None, help="default: the dataset's")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes K of a semantic task (default: the dataset's; CamVid 11; needed for folder)")
+    p.add_argument("--ignore-index", type=int, default=None,
+                   help="label left out of the loss and metrics (default: the dataset's; CamVid 11)")
+    p.add_argument("--crop-size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"),
+                   help="semantic training crop (after a random 0.5-2x rescale); default 160 224")
     p.add_argument("--strategy", default="learned",
                    help="learned (the default adversary) | an adversary: paper, banded, ... | random | none | "
                         "<corruption> | noise | blur | digital")
@@ -80,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> object:
 
     return TrainConfig(
         model=args.model, model_kwargs=args.model_kwargs, strategy=args.strategy, data_root=args.data_root,
-        dataset_name=args.dataset_name, synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
+        dataset_name=args.dataset_name, dataset=args.dataset, task=args.task, num_classes=args.num_classes,
+        ignore_index=args.ignore_index, crop_size=tuple(args.crop_size), synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, policy_lr=args.policy_lr,
         warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, bce_weight=args.bce_weight,

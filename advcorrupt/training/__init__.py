@@ -1,7 +1,11 @@
 """The training loop behind ``advcorrupt train`` and ``examples/istd_dnanet.py``.
 
-:func:`fit` trains an ISTD model with :class:`~advcorrupt.AdversarialCorruptionTrainer` (BALISTD,
-Alg. 1) on an ISTD-layout dataset or the built-in :class:`~advcorrupt.data.SyntheticIRSTD`, with:
+:func:`fit` trains a segmentation model with :class:`~advcorrupt.AdversarialCorruptionTrainer`
+(BALISTD, Alg. 1): an ISTD detector on an ISTD-layout dataset or the built-in
+:class:`~advcorrupt.data.SyntheticIRSTD` (binary masks), or a multi-class model (any
+``smp:<Arch>:<encoder>``, from scratch) on :class:`~advcorrupt.data.CamVid` or a
+:class:`~advcorrupt.data.SegmentationFolder` layout (K classes, an ignore label). The run's task
+(:func:`run_task`) decides the loss, the validation metrics and what a collapsed model is. With:
 
 - checkpoints that hold everything needed to continue (model, optimizer, LR scheduler, the
   trainer's policy/baseline/step counts, the trainer's generator, every RNG state, the position in
@@ -9,7 +13,8 @@ Alg. 1) on an ISTD-layout dataset or the built-in :class:`~advcorrupt.data.Synth
   continues from the newest one;
 - determinism: the epoch's sample order comes from ``(seed, epoch)``, each item's augmentation from
   ``(seed, epoch, index)``, so a resumed run replays the uninterrupted one exactly on CPU;
-- a metrics log (JSONL or CSV, one row per epoch, with validation IoU/nIoU/Pd/Fa), per-step losses
+- a metrics log (JSONL or CSV, one row per epoch, with validation IoU/nIoU/Pd/Fa, or mIoU/aAcc/mAcc
+  and per-class IoU), per-step losses
   (``steps.jsonl``), and the policy's action distribution per epoch (``policy_actions.json`` and a
   plot ``policy_actions.png``);
 - ``torchrun``: a ``DistributedSampler`` split, detector in ``DistributedDataParallel``, training
@@ -17,8 +22,9 @@ Alg. 1) on an ISTD-layout dataset or the built-in :class:`~advcorrupt.data.Synth
 
 The package reads in the order a run goes:
 
-- :mod:`~advcorrupt.training.config`: what defines a run (:class:`TrainConfig`) and
-  :func:`check_config`, which refuses a configuration before anything is built.
+- :mod:`~advcorrupt.training.config`: what defines a run (:class:`TrainConfig`), its task
+  (:func:`run_task`) and :func:`check_config`, which refuses a configuration before anything is
+  built.
 - :mod:`~advcorrupt.training.data`: datasets and normalisation (:func:`build_datasets`), seeded
   per-item augmentation and the epoch's batches.
 - :mod:`~advcorrupt.training.distributed`: the ``torchrun`` process group and each process's device.
@@ -47,7 +53,7 @@ Experiment grids (one run per strategy x seed, then tables over seeds) are built
 """
 
 from .checkpoints import load_model, restore_training_state
-from .config import TrainConfig, check_config
+from .config import TrainConfig, check_config, run_task
 from .data import build_datasets
 from .loop import TrainingStopped, fit
 from .provenance import source_revision
@@ -65,5 +71,6 @@ __all__ = [
     "is_collapsed",
     "load_model",
     "restore_training_state",
+    "run_task",
     "source_revision",
 ]

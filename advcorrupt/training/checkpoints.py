@@ -30,7 +30,7 @@ from ..checkpoint import (
 )
 from .config import TrainConfig
 from .distributed import _unwrap
-from .run import _Position, _Run
+from .run import _Position, _Run, build_model
 
 __all__ = ["load_model", "restore_training_state"]
 
@@ -38,17 +38,23 @@ __all__ = ["load_model", "restore_training_state"]
 # Config fields a resumed run must share with the checkpoint (others, e.g. epochs, may change).
 _RESUME_KEYS = (
     "model", "model_kwargs", "policy_kwargs", "strategy", "corruptions", "severities", "lam", "batch_size",
-    "patch_size", "seed", "data_root", "dataset_name", "synthetic_train", "synthetic_size",
+    "patch_size", "seed", "data_root", "dataset_name", "synthetic_train", "synthetic_size", "dataset", "task",
+    "num_classes", "ignore_index", "crop_size",
 )
 
 
 def load_model(checkpoint: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model of a checkpoint written by :func:`fit` (safe loading).
 
+    ISTD models, ``smp:<Arch>:<encoder>`` models and semantic runs alike: the model is built as the
+    run built it (its channels, its K classes; :func:`~advcorrupt.training.run_task` of the config
+    gives the task), without downloading pretrained encoder weights (the checkpoint holds the
+    trained ones).
+
     Returns:
         ``(model in eval mode on device, its TrainConfig, the checkpoint dict)``.
     """
-    from ..models import create_model
+    from ..models import smp
 
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
@@ -57,7 +63,10 @@ def load_model(checkpoint: str | os.PathLike[str], *, device: str | torch.device
         config = TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{checkpoint} holds an unusable config: {e}") from None
-    model = create_model(config.model, in_channels=1, **config.model_kwargs)
+    try:
+        model = build_model(config, **({"encoder_weights": None} if smp.is_smp_name(config.model) else {}))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{checkpoint} holds a model that cannot be rebuilt here: {e}") from None
     _check_model_state(model, state["model"], checkpoint, saved_name=config.model, expected_name=config.model)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, state

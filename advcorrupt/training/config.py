@@ -3,6 +3,12 @@ configuration that cannot train before anything is built.
 
 A config is a frozen dataclass saved in every checkpoint (as :meth:`TrainConfig.to_dict`); a
 resumed run must share the fields that define it (:mod:`advcorrupt.training.checkpoints`).
+
+``TrainConfig.dataset`` says what the data is, and with it the task (:mod:`advcorrupt.tasks`):
+``"istd"`` (the default: an ISTD-layout folder or synthetic scenes; binary masks, one channel),
+``"camvid"`` (:class:`~advcorrupt.data.CamVid`: 11 classes, void = 11 ignored, RGB) or
+``"folder"`` (:class:`~advcorrupt.data.SegmentationFolder` splits: K classes given by
+``num_classes``, RGB). :func:`run_task` turns a config into its task without reading any file.
 """
 
 from __future__ import annotations
@@ -11,12 +17,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["TrainConfig", "check_config"]
+if TYPE_CHECKING:
+    from ..tasks import Task
 
+__all__ = ["DATASETS", "TrainConfig", "check_config", "run_task"]
+
+#: The values of ``TrainConfig.dataset``.
+DATASETS: tuple[str, ...] = ("istd", "camvid", "folder")
+#: CamVid (SegNet's 11-class version): its classes and its void label (advcorrupt.data.CamVid).
+_CAMVID_CLASSES, _CAMVID_IGNORE = 11, 11
+#: The sub-folders a CamVid root needs for training (the test split is the bench's).
+_CAMVID_TRAINING = ("train", "trainannot", "val", "valannot")
 
 _AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # What a run folder's config.json records beside the fields (training/logs.py writes it): which
@@ -32,8 +47,21 @@ class TrainConfig:
         model: a name from :func:`advcorrupt.models.list_models`.
         model_kwargs: extra arguments of the model factory.
         strategy: ``"learned"``, ``"random"``, ``"none"``, a corruption name or a category.
-        data_root: ISTD-layout dataset folder; ``None`` uses :class:`SyntheticIRSTD`.
-        dataset_name: split-file name (``img_idx/train_<name>.txt``); inferred when ``None``.
+        data_root: the dataset folder (ISTD layout for ``"istd"``, where ``None`` uses
+            :class:`SyntheticIRSTD`; SegNet's layout for ``"camvid"``; see ``dataset``).
+        dataset_name: ISTD split-file name (``img_idx/train_<name>.txt``); inferred when ``None``.
+        dataset: what ``data_root`` holds: ``"istd"`` (binary infrared masks, one channel),
+            ``"camvid"`` (CamVid: validation on ``val``, the bench on ``test``) or ``"folder"``
+            (class-index masks: ``<root>/<split>/images`` + ``<root>/<split>/masks``, or
+            ``<root>/images`` + ``<root>/masks`` with ``<root>/<split>.txt`` listing the names;
+            splits ``train``, ``val`` and, for the bench, ``test``).
+        task: ``"binary"`` or ``"semantic"``; ``None``: the dataset's (istd: binary; camvid,
+            folder: semantic).
+        num_classes: K of a semantic task; ``None``: the dataset's (CamVid: 11; a folder needs it).
+        ignore_index: the label left out of the loss and the metrics; ``None``: the dataset's
+            (CamVid: 11, void). A folder without one pads its training crops with label K,
+            which the task then ignores (no real pixel holds it).
+        crop_size: ``(h, w)`` of the semantic training crops (random scale 0.5-2, crop, flip).
         synthetic_train, synthetic_test, synthetic_size: the synthetic default's sizes.
         epochs: number of epochs.
         steps_per_epoch: cap on optimizer steps per epoch (``None``: one pass over the data).
@@ -78,6 +106,11 @@ class TrainConfig:
     strategy: str = "learned"
     data_root: str | None = None
     dataset_name: str | None = None
+    dataset: str = "istd"
+    task: str | None = None
+    num_classes: int | None = None
+    ignore_index: int | None = None
+    crop_size: tuple[int, int] = (160, 224)
     synthetic_train: int = 256
     synthetic_test: int = 64
     synthetic_size: int = 128
@@ -145,6 +178,7 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {list(_AMP)}; got {self.amp!r}")
         if self.log_format not in ("jsonl", "csv"):
             raise ValueError(f"log_format must be 'jsonl' or 'csv'; got {self.log_format!r}")
+        self._check_task_fields()
         # Normalise containers so configs compare equal after a JSON round trip.
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "reinforce_kwargs", dict(self.reinforce_kwargs))
@@ -155,9 +189,28 @@ class TrainConfig:
                 raise TypeError(f"corruptions must be a sequence of names or None; got the str {self.corruptions!r}")
             object.__setattr__(self, "corruptions", tuple(self.corruptions))
 
+    def _check_task_fields(self) -> None:
+        """The values of ``dataset``, ``task``, ``num_classes``, ``ignore_index`` and ``crop_size``."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {list(DATASETS)}; got {self.dataset!r} (--dataset)")
+        if self.task not in (None, "binary", "semantic"):
+            raise ValueError(f"task must be 'binary', 'semantic' or None (the dataset's); got {self.task!r} (--task)")
+        k = self.num_classes
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
+            raise ValueError(f"num_classes must be an int >= 2 or None (the dataset's); got {k!r} (--num-classes)")
+        ii = self.ignore_index
+        if ii is not None and (isinstance(ii, bool) or not isinstance(ii, int) or ii < 0):
+            raise ValueError(f"ignore_index must be an int >= 0 or None (the dataset's); got {ii!r} (--ignore-index)")
+        crop = self.crop_size
+        if (isinstance(crop, str) or not hasattr(crop, "__len__") or len(crop) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in crop)):
+            raise ValueError(f"crop_size must be (h, w), two ints >= 1; got {crop!r} (--crop-size H W)")
+        object.__setattr__(self, "crop_size", (int(crop[0]), int(crop[1])))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-container form (JSON- and checkpoint-safe)."""
         out = asdict(self)
+        out["crop_size"] = list(self.crop_size)
         out["severities"] = list(self.severities)
         out["corruptions"] = None if self.corruptions is None else list(self.corruptions)
         return out
@@ -193,19 +246,74 @@ class TrainConfig:
             kw["severities"] = tuple(kw["severities"])
         if kw.get("corruptions") is not None:
             kw["corruptions"] = tuple(kw["corruptions"])
+        if kw.get("crop_size") is not None:
+            kw["crop_size"] = tuple(kw["crop_size"])
         return cls(**kw)
+
+
+def run_task(config: TrainConfig) -> Task:
+    """The task a run trains on: the config's ``task`` / ``num_classes`` / ``ignore_index``,
+    completed by its dataset's (reads no file).
+
+    Raises:
+        ValueError: a task the dataset cannot have (semantic ISTD masks, binary CamVid), a
+            ``num_classes`` / ``ignore_index`` that contradicts the dataset's, or a ``"folder"``
+            dataset without ``num_classes``.
+
+    Example:
+        >>> run_task(TrainConfig())
+        BinaryTask()
+        >>> run_task(TrainConfig(dataset="camvid", data_root="CamVid"))
+        SemanticTask(num_classes=11, ignore_index=11, class_weights=None)
+        >>> run_task(TrainConfig(dataset="camvid", num_classes=12))
+        Traceback (most recent call last):
+        ...
+        ValueError: CamVid has 11 classes (labels 0-10, void 11 ignored); got num_classes=12 (--num-classes): leave it out
+    """
+    from ..tasks import BinaryTask, SemanticTask
+
+    dataset, task = config.dataset, config.task
+    if dataset == "istd":
+        if task == "semantic" or config.num_classes is not None or config.ignore_index is not None:
+            raise ValueError(
+                "dataset='istd' holds binary target masks: its task is 'binary'; got "
+                f"task={task!r}, num_classes={config.num_classes!r}, ignore_index={config.ignore_index!r} "
+                "(--task / --num-classes / --ignore-index). For class-index masks use --dataset camvid or folder"
+            )
+        return BinaryTask()
+    if task == "binary":
+        raise ValueError(f"dataset={dataset!r} holds class-index masks: its task is 'semantic'; got task='binary' (--task)")
+    if dataset == "camvid":
+        for name, value, own in (("num_classes", config.num_classes, _CAMVID_CLASSES),
+                                 ("ignore_index", config.ignore_index, _CAMVID_IGNORE)):
+            if value is not None and value != own:
+                raise ValueError(
+                    f"CamVid has 11 classes (labels 0-10, void 11 ignored); got {name}={value} "
+                    f"(--{name.replace('_', '-')}): leave it out"
+                )
+        return SemanticTask(_CAMVID_CLASSES, ignore_index=_CAMVID_IGNORE)
+    if config.num_classes is None:
+        raise ValueError("dataset='folder' needs num_classes (the number of classes K of its masks; --num-classes)")
+    k = config.num_classes
+    ignore = config.ignore_index if config.ignore_index is not None else k  # K only ever marks crop padding
+    return SemanticTask(k, ignore_index=ignore)
 
 
 def check_config(config: TrainConfig) -> None:
     """Raise, naming the fix, if ``config`` cannot train; cheap (builds no model and no dataset).
 
-    Checks the model name, the action space (corruption names, severities within each
-    corruption's level table), the strategy, the device and the data root's ISTD layout.
+    Checks the model name (registered, or ``smp:<Arch>:<encoder>``), the task against the dataset
+    (:func:`run_task`; the binary loss's ``bce_*`` knobs are refused for a semantic task), the
+    action space (corruption names, severities within each corruption's level table), the
+    strategy, the device and the data root's layout (ISTD: ``images/``, ``masks/``, ``img_idx/``;
+    CamVid: ``train/``, ``trainannot/``, ``val/``, ``valannot/``; a folder: ``train`` and ``val``
+    splits).
 
     Raises:
         KeyError: unknown model or corruption name (the message lists the valid names).
-        ValueError: severities outside the tables, unknown strategy, unavailable device.
-        FileNotFoundError: ``data_root`` missing or without ``images/``, ``masks/``, ``img_idx/``.
+        ValueError: severities outside the tables, unknown strategy, unavailable device, a task
+            the dataset cannot have, ``bce_*`` with a semantic task, no ``data_root`` for CamVid.
+        FileNotFoundError: ``data_root`` missing or without its dataset's layout.
 
     Example:
         >>> check_config(TrainConfig(model="acm"))
@@ -213,13 +321,18 @@ def check_config(config: TrainConfig) -> None:
         Traceback (most recent call last):
         ...
         KeyError: "unknown model 'nope'; ..."
+        >>> check_config(TrainConfig(model="smp:Unet:resnet18", dataset="camvid", data_root="/nowhere"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: data_root /nowhere does not exist (--data-root; dataset='camvid')
     """
-    from ..models import list_models
-
-    if config.model not in list_models():
-        raise KeyError(
-            f"unknown model {config.model!r}; choose one of {list_models()} (--model / TrainConfig.model), "
-            f"or register yours with advcorrupt.models.register_model"
+    _check_model(config)
+    task = run_task(config)
+    if task.name == "semantic" and (config.bce_weight != 0.0 or config.bce_pos_weight != 1.0):
+        raise ValueError(
+            f"bce_weight / bce_pos_weight are knobs of the binary Soft-IoU + BCE loss; this run's task is semantic "
+            f"(per-sample cross-entropy); got bce_weight={config.bce_weight}, bce_pos_weight={config.bce_pos_weight}: "
+            f"leave --bce-weight / --bce-pos-weight out"
         )
     from ..policy.schedules import parse_schedule, schedule_action_space
 
@@ -249,26 +362,99 @@ def check_config(config: TrainConfig) -> None:
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {config.device!r} (--device)") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {config.device!r} was asked for, but CUDA is not available here; use --device cpu")
-    if config.data_root is not None:
-        root = Path(config.data_root)
-        if not root.is_dir():
+    if config.dataset == "istd":
+        _check_istd_root(config)
+    else:
+        _check_segmentation_root(config)
+
+
+def _check_model(config: TrainConfig) -> None:
+    """A registered model, or a well-formed ``smp:<Arch>:<encoder>`` name (KeyError naming the valid ones)."""
+    from ..models import list_models
+    from ..models.smp import is_smp_name, parse_smp_name
+
+    if is_smp_name(config.model):
+        try:
+            parse_smp_name(config.model)
+        except KeyError as e:
+            raise KeyError(f"{e.args[0]} (--model / TrainConfig.model)") from None
+        return
+    if config.model not in list_models():
+        raise KeyError(
+            f"unknown model {config.model!r}; choose one of {list_models()} (--model / TrainConfig.model), "
+            f"'smp:<Arch>:<encoder>' for a segmentation-models-pytorch model (e.g. 'smp:Unet:resnet18'), "
+            f"or register yours with advcorrupt.models.register_model"
+        )
+
+
+def _check_istd_root(config: TrainConfig) -> None:
+    """An ISTD data root: ``images/``, ``masks/`` and ``img_idx/train_<NAME>.txt`` (``None``: synthetic)."""
+    if config.data_root is None:
+        return
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data_root {root} does not exist; pass the folder holding images/, masks/ and img_idx/ "
+            f"(e.g. ../shared/data/NUAA-SIRST), or leave --data-root out to train on synthetic scenes"
+        )
+    missing = [sub + "/" for sub in ("images", "masks", "img_idx") if not (root / sub).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"data_root {root} lacks the ISTD layout: missing {', '.join(missing)}; expected images/, masks/ "
+            f"and img_idx/train_<NAME>.txt + img_idx/test_<NAME>.txt (point --data-root at such a folder)"
+        )
+    splits = sorted((root / "img_idx").glob("train_*.txt"))
+    if config.dataset_name is not None:
+        want = root / "img_idx" / f"train_{config.dataset_name}.txt"
+        if not want.is_file():
             raise FileNotFoundError(
-                f"data_root {root} does not exist; pass the folder holding images/, masks/ and img_idx/ "
-                f"(e.g. ../shared/data/NUAA-SIRST), or leave --data-root out to train on synthetic scenes"
+                f"{want} not found; --dataset-name must be one of "
+                f"{[f.stem[len('train_'):] for f in splits]}"
             )
-        missing = [sub + "/" for sub in ("images", "masks", "img_idx") if not (root / sub).is_dir()]
+    elif not splits:
+        raise FileNotFoundError(f"data_root {root} has no img_idx/train_<NAME>.txt split file")
+
+
+def _check_segmentation_root(config: TrainConfig) -> None:
+    """A CamVid root (SegNet's layout) or a segmentation folder with ``train`` and ``val`` splits."""
+    if config.data_root is None:
+        example = "../shared/data/CamVid" if config.dataset == "camvid" else "a folder of images/ and masks/"
+        raise ValueError(f"dataset={config.dataset!r} needs --data-root (TrainConfig.data_root), e.g. {example}")
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_root {root} does not exist (--data-root; dataset={config.dataset!r})")
+    if config.dataset == "camvid":
+        missing = [sub + "/" for sub in _CAMVID_TRAINING if not (root / sub).is_dir()]
         if missing:
             raise FileNotFoundError(
-                f"data_root {root} lacks the ISTD layout: missing {', '.join(missing)}; expected images/, masks/ "
-                f"and img_idx/train_<NAME>.txt + img_idx/test_<NAME>.txt (point --data-root at such a folder)"
+                f"data_root {root} lacks CamVid's SegNet layout: missing {', '.join(missing)}; expected train/, "
+                f"trainannot/, val/, valannot/ (and test/, testannot/ for the bench), e.g. ../shared/data/CamVid"
             )
-        splits = sorted((root / "img_idx").glob("train_*.txt"))
-        if config.dataset_name is not None:
-            want = root / "img_idx" / f"train_{config.dataset_name}.txt"
-            if not want.is_file():
-                raise FileNotFoundError(
-                    f"{want} not found; --dataset-name must be one of "
-                    f"{[f.stem[len('train_'):] for f in splits]}"
-                )
-        elif not splits:
-            raise FileNotFoundError(f"data_root {root} has no img_idx/train_<NAME>.txt split file")
+        return
+    for split in ("train", "val"):
+        if _folder_split(root, split) is None:
+            raise FileNotFoundError(
+                f"data_root {root} has no {split!r} split: expected {split}/images/ + {split}/masks/, or images/ + "
+                f"masks/ with {split}.txt listing the names (dataset='folder')"
+            )
+
+
+def _folder_split(root: Path, split: str) -> tuple[Path, list[str] | None] | None:
+    """Where a ``"folder"`` dataset keeps ``split``: ``(folder, None)`` for ``<root>/<split>/images``
+    + ``masks``, ``(root, names)`` for ``<root>/<split>.txt`` over ``<root>/images`` + ``masks``;
+    ``None`` if neither exists.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "images").mkdir(); (root / "masks").mkdir()
+        >>> _ = (root / "val.txt").write_text("a\\nb\\n")
+        >>> _folder_split(root, "val") == (root, ["a", "b"]), _folder_split(root, "train")
+        (True, None)
+    """
+    if (root / split / "images").is_dir() and (root / split / "masks").is_dir():
+        return root / split, None
+    listing = root / f"{split}.txt"
+    if listing.is_file() and (root / "images").is_dir() and (root / "masks").is_dir():
+        return root, [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    return None

@@ -4,7 +4,8 @@
   commit its code came from and whether the tree was dirty
   (:func:`~advcorrupt.training.provenance.source_revision`);
 - the epoch log ``metrics.jsonl`` (or ``metrics.csv``) with one row per epoch (training means,
-  validation IoU/nIoU/Pd/Fa, action shares), cut back consistently on resume (:class:`_Log`);
+  validation IoU/nIoU/Pd/Fa, or for a semantic run mIoU/aAcc/mAcc and the per-class list
+  ``val_IoU``, action shares), cut back consistently on resume (:class:`_Log`);
 - ``steps.jsonl``: the per-step losses, written once per epoch or checkpoint (no sync per step);
 - ``policy_actions.json`` and the plot ``policy_actions.png``: the policy's action shares per epoch;
 - TensorBoard events when asked for, ending with the final model's robustness heatmap.
@@ -157,8 +158,9 @@ def _write_policy_history(out: Path, labels: list[str], history: list[list[float
 
 
 def _epoch_line(epoch: int, epochs: int, row: Mapping[str, Any]) -> str:
-    """The one line per epoch: ``epoch 3/10 train_loss=0.41 val_iou=0.62 ... time_s=12.3``."""
-    keys = ("train_loss", "val_iou", "val_niou", "val_pd", "val_fa", "time_s")
+    """The one line per epoch: ``epoch 3/10 train_loss=0.41 val_iou=0.62 ... time_s=12.3`` (semantic
+    runs: ``val_mIoU``, ``val_aAcc``, ``val_mAcc``)."""
+    keys = ("train_loss", "val_iou", "val_niou", "val_pd", "val_fa", "val_mIoU", "val_aAcc", "val_mAcc", "time_s")
     return f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={round(row[k], 4)}" for k in keys if k in row)
 
 
@@ -176,13 +178,15 @@ def _open_tensorboard(run: _Run, folder: str | os.PathLike[str] | None) -> Any:
 
 
 def _tensorboard_heatmap(run: _Run, tb: Any, *, progress: bool) -> None:
-    """After the last epoch: the final model's IoU per corruption x severity as a TensorBoard image."""
+    """After the last epoch: the final model's primary metric (IoU, or mIoU) per corruption x severity as a
+    TensorBoard image."""
     from ..bench import evaluate_robustness
 
     report = evaluate_robustness(
         _unwrap(run.ddp_model), run.test_ds, corruptions=list(run.action_space.corruptions),
         severities=list(run.action_space.severities), seed=run.config.seed,
         preprocess=run.preprocess.to(run.device), device=run.device, progress=progress,
-        model_name=f"{run.config.model} ({run.config.strategy})",
+        model_name=f"{run.config.model} ({run.config.strategy})", task=run.task,
     )
-    tb.add_heatmap(report.plot_heatmap(tb.log_dir / "robustness_iou.png"), run.config.epochs)
+    name = "robustness_iou.png" if run.task.name == "binary" else "robustness_miou.png"
+    tb.add_heatmap(report.plot_heatmap(tb.log_dir / name), run.config.epochs)

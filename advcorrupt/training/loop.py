@@ -54,8 +54,10 @@ def fit(
     """Train per ``config``; return a summary (final validation metrics, paths, counts).
 
     Everything that can be wrong with the configuration (unknown model or strategy, severities
-    outside the level tables, a data root without the ISTD layout, an incompatible checkpoint)
-    raises before the first training step.
+    outside the level tables, a data root without its dataset's layout, a task the dataset cannot
+    have, colour-coded label maps, a model whose output channels disagree with ``num_classes``,
+    pretrained weights that cannot be downloaded, an incompatible checkpoint) raises before the
+    first training step, and before the run folder is created.
 
     Args:
         config: the run's :class:`TrainConfig`.

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from .config import _AMP, TrainConfig
+from ..tasks import Task
+from .config import _AMP, TrainConfig, run_task
 from .data import _batches, _mix, build_datasets
 from .distributed import _Dist, _init_distributed, _pick_device
 from .schedule import WarmupCosine
@@ -47,6 +48,7 @@ class _Run:
     sampler: DistributedSampler[Any]
     steps_per_epoch: int
     trainer: Any
+    task: Task  # what the masks mean: the loss, the validation metrics and collapse follow from it
 
 
 @dataclass
@@ -66,17 +68,17 @@ class _Position:
 
 def _build_run(config: TrainConfig) -> _Run:
     """Process group, device, data, model, optimizer, schedule and the adversarial trainer."""
-    from ..losses import SoftIoULoss
-    from ..models import create_model
     from ..policy.schedules import schedule_action_space
     from ..trainer import AdversarialCorruptionTrainer
 
     d = _init_distributed(config.device)
     device = _pick_device(config, d)
     action_space = schedule_action_space(config.strategy, config.corruptions, config.severities)
+    task = run_task(config)
     train_ds, test_ds, preprocess = build_datasets(config)
     torch.manual_seed(config.seed)
-    model = create_model(config.model, in_channels=1, **config.model_kwargs).to(device)
+    model = build_model(config).to(device)
+    _check_model_output(model, task, config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     sampler: DistributedSampler[Any] = DistributedSampler(
         train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.seed, drop_last=True
@@ -101,11 +103,68 @@ def _build_run(config: TrainConfig) -> _Run:
         ddp_model, optimizer, action_space=action_space, strategy=config.strategy, lam=config.lam,
         policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
-        policy_kwargs=dict(config.policy_kwargs) or None, in_channels=1, max_grad_norm=config.grad_clip,
-        loss_fn=SoftIoULoss(reduction="none", bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight),
+        policy_kwargs=dict(config.policy_kwargs) or None, in_channels=in_channels(config),
+        max_grad_norm=config.grad_clip, loss_fn=_loss(config, task), task=task,
         total_steps=steps_per_epoch * config.epochs,
     )
     return _Run(
         config, d, device, Path(config.out_dir), action_space, train_ds, test_ds, preprocess, model, ddp_model,
-        optimizer, schedule, scheduler, scaler, generator, sampler, steps_per_epoch, trainer,
+        optimizer, schedule, scheduler, scaler, generator, sampler, steps_per_epoch, trainer, task,
     )
+
+
+def in_channels(config: TrainConfig) -> int:
+    """Image channels of the run's data: 1 for ISTD (infrared), 3 for CamVid and segmentation folders."""
+    return 1 if config.dataset == "istd" else 3
+
+
+def build_model(config: TrainConfig, **overrides: Any) -> nn.Module:
+    """The run's model, freshly initialised: ``create_model(config.model, in_channels=..., **model_kwargs)``,
+    plus ``num_classes=K`` for a semantic task unless ``model_kwargs`` sets ``classes`` / ``num_classes``
+    (a disagreeing one is then refused by :func:`_check_model_output`). ``overrides`` replace model
+    arguments (:func:`~advcorrupt.training.load_model` drops pretrained encoder weights this way)."""
+    from ..models import create_model
+
+    kwargs: dict[str, Any] = {"in_channels": in_channels(config)}
+    task = run_task(config)
+    if task.name == "semantic" and not {"classes", "num_classes"} & set(config.model_kwargs):
+        kwargs["num_classes"] = task.num_classes  # type: ignore[attr-defined]
+    return create_model(config.model, **{**kwargs, **config.model_kwargs, **overrides})
+
+
+def _loss(config: TrainConfig, task: Task) -> nn.Module:
+    """Binary: Soft-IoU with the config's BCE knobs (BALISTD's loss, as always); else the task's default."""
+    if task.name == "binary":
+        from ..losses import SoftIoULoss
+
+        return SoftIoULoss(reduction="none", bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight)
+    return task.default_loss()
+
+
+def _check_model_output(model: nn.Module, task: Task, config: TrainConfig, device: torch.device) -> None:
+    """A semantic run's model must return K channels: refuse another K now, before the run folder exists.
+
+    One forward pass of a zero crop in eval mode, under a forked RNG (the run's random streams are
+    untouched). Binary runs are not probed (their first step checks them, as it always did).
+    """
+    if task.name != "semantic":
+        return
+    from .._outputs import output_heads
+
+    h, w = config.crop_size
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()
+            logits = output_heads(model(torch.zeros(1, in_channels(config), h, w, device=device)))[-1]
+    except RuntimeError as e:
+        raise ValueError(
+            f"model {config.model!r} cannot run on {h}x{w} training crops (--crop-size; most smp models need sides "
+            f"divisible by 32): {e}"
+        ) from None
+    finally:
+        model.train(was_training)
+    try:
+        task.check_output(logits, torch.zeros(1, h, w, dtype=torch.long, device=device))
+    except ValueError as e:
+        raise ValueError(f"model {config.model!r} (--model / --model-kwargs): {e}") from None
