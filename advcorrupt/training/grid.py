@@ -2,11 +2,11 @@
 
 A grid is a list of :class:`~advcorrupt.training.TrainConfig` that differ only in ``strategy``,
 ``seed`` and ``out_dir`` (``<out>/<strategy>/seed<k>/``). :func:`run_grid` trains each with
-:func:`~advcorrupt.training.fit` and scores it with :func:`~advcorrupt.bench.evaluate_robustness`
-(:func:`run_one`), several at once in their own processes if asked; a finished run leaves
-``done.json`` (the training summary) and ``bench/robustness.json`` (the report) in its folder, and
-:func:`load_run` reads the two back as one *row*: ``{"strategy", "seed", "failed", "train",
-"report", ...}``.
+:func:`~advcorrupt.training.fit` and scores it on the test split with
+:func:`~advcorrupt.bench.evaluate_robustness` (:func:`run_one`), several at once in their own
+processes if asked; a finished run leaves ``done.json`` (the training summary) and
+``bench/robustness.json`` (the report) in its folder, and :func:`load_run` reads the two back as
+one *row*: ``{"strategy", "seed", "failed", "train", "report", ...}``.
 
 A table holds one *recipe*: every configuration field except those that name the run (strategy,
 seed, folders) or do not change what it measures (:data:`NOT_RECIPE`). :func:`recipe` reads it
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Subset
 
 from ..bench import RobustnessReport, SemanticRobustnessReport, evaluate_robustness
 from .checkpoints import load_model
@@ -78,6 +79,8 @@ class BenchSettings:
         severities: levels evaluated.
         corruptions: names evaluated (``None``: every registered corruption).
         seed: benchmark seed of the corrupted images (:func:`~advcorrupt.bench.corruption_seed`).
+        images: score only this many test images, evenly spaced over the test set (``None``: all
+            of them); a smoke test's shortcut, named in the report's ``dataset_name``.
 
     Example:
         >>> BenchSettings(severities=(1, 3), corruptions=("contrast",)).severities
@@ -87,6 +90,7 @@ class BenchSettings:
     severities: tuple[int, ...] = (1, 3, 5)
     corruptions: tuple[str, ...] | None = None
     seed: int = 0
+    images: int | None = None
 
 
 # ------------------------------------------------------------------------------ running the grid
@@ -194,12 +198,17 @@ def _bench(config: TrainConfig, summary: dict[str, Any], bench: BenchSettings, *
     if resume and saved.is_file():  # finished earlier: reuse its report
         return RobustnessReport.from_json(saved)
     model, config, _ = load_model(summary["checkpoint"], device=config.device or "cpu")
-    _, test, preprocess = build_datasets(config)
+    _, test, preprocess = build_datasets(config, split="test")
+    name = None
+    if bench.images is not None and bench.images < len(test):  # type: ignore[arg-type]
+        total = len(test)  # type: ignore[arg-type]
+        name = f"{type(test).__name__} ({bench.images} of {total} images)"
+        test = Subset(test, [i * total // bench.images for i in range(bench.images)])
     device = torch.device(config.device or "cpu")
     report = evaluate_robustness(
         model, test, corruptions=bench.corruptions, severities=bench.severities, seed=bench.seed,
         preprocess=preprocess.to(device), device=device, progress=progress,
-        model_name=f"{config.model} ({config.strategy}, seed {config.seed})",
+        model_name=f"{config.model} ({config.strategy}, seed {config.seed})", dataset_name=name,
     )
     report.save(Path(config.out_dir) / "bench")
     return report
