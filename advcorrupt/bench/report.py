@@ -139,13 +139,7 @@ class RobustnessReport:
 
     def result(self, corruption: str, severity: int) -> SettingResult:
         """The row of one setting; ``KeyError`` if it was not evaluated."""
-        for r in self.results:
-            if r.corruption == corruption and r.severity == severity:
-                return r
-        raise KeyError(
-            f"no result for ({corruption!r}, {severity}); evaluated corruptions {list(self.corruptions)} "
-            f"at severities {list(self.severities)}"
-        )
+        return _find_setting(self, corruption, severity)
 
     # ---- serialisation -------------------------------------------------------------------
 
@@ -307,3 +301,14 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_nan_to_none(v) for v in obj]
     return obj
+
+
+def _find_setting(report: Any, corruption: str, severity: int) -> Any:
+    """The row of ``report.results`` for one setting (either report kind); ``KeyError`` naming what was evaluated."""
+    for r in report.results:
+        if r.corruption == corruption and r.severity == severity:
+            return r
+    raise KeyError(
+        f"no result for ({corruption!r}, {severity}); evaluated corruptions {list(report.corruptions)} "
+        f"at severities {list(report.severities)}"
+    )

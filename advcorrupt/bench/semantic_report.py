@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .report import _float, _mean, _nan_to_none, _ratio, _task_name
+from .report import _find_setting, _float, _mean, _nan_to_none, _ratio, _task_name
 
 if TYPE_CHECKING:
     from ..tasks import SemanticTask
@@ -192,13 +192,7 @@ class SemanticRobustnessReport:
 
     def result(self, corruption: str, severity: int) -> SemanticSettingResult:
         """The row of one setting; ``KeyError`` if it was not evaluated."""
-        for r in self.results:
-            if r.corruption == corruption and r.severity == severity:
-                return r
-        raise KeyError(
-            f"no result for ({corruption!r}, {severity}); evaluated corruptions {list(self.corruptions)} "
-            f"at severities {list(self.severities)}"
-        )
+        return _find_setting(self, corruption, severity)  # type: ignore[no-any-return]
 
     # ---- per class ---------------------------------------------------------------------------
 
