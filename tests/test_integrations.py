@@ -24,7 +24,7 @@ L = pytest.importorskip("lightning.pytorch") if __name__ != "__main__" else __im
 
 from advcorrupt.data import SyntheticIRSTD  # noqa: E402
 from advcorrupt.integrations.lightning import AdversarialCorruption  # noqa: E402
-from advcorrupt.losses import SoftIoULoss  # noqa: E402
+from advcorrupt.losses import PerSampleCrossEntropy, SoftIoULoss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_POLICY = {"input_size": 32, "widths": [4, 4, 8, 8, 8]}
@@ -85,6 +85,53 @@ def test_lightning_callback_trains_on_clean_plus_corrupted_and_logs_through_the_
     assert abs(sum(shares) - 1.0) < 1e-6
     metrics_csv = next(tmp_path.glob("logs/version_*/metrics.csv")).read_text()
     assert "advcorrupt/share/contrast" in metrics_csv.splitlines()[0], "the module's logger received the shares"
+
+
+class TinySemanticSegmenter(L.LightningModule):
+    """An RGB, 3-class LightningModule with class-index masks and per-image cross-entropy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Conv2d(3, 3, 3, padding=1)
+        self.loss_fn = PerSampleCrossEntropy(ignore_index=255)
+        self.mask_shapes: list[tuple[int, ...]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        images, masks = batch
+        self.mask_shapes.append(tuple(masks.shape))
+        per_sample = self.loss_fn(self.net(images), masks)
+        return {"loss": per_sample.mean(), "per_sample_loss": per_sample}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def test_lightning_callback_trains_a_multi_class_rgb_module_with_class_index_masks(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 3, 16, 16, generator=gen)
+    masks = torch.randint(0, 3, (8, 16, 16), generator=gen)
+    masks[0, :4] = 255  # ignored pixels
+    loader = DataLoader(torch.utils.data.TensorDataset(images, masks), batch_size=4)
+    module = TinySemanticSegmenter()
+    cb = AdversarialCorruption("random@1-5", corruptions=["gaussian_noise", "contrast"], seed=0)
+    trainer = _trainer(tmp_path, max_epochs=1, callbacks=[cb], log_every_n_steps=1)
+    trainer.fit(module, loader)
+    assert cb.action_space.severities == (1, 2, 3, 4, 5), "the schedule's levels widen the action space"
+    assert module.mask_shapes == [(8, 16, 16), (8, 16, 16)], "class-index masks follow their corrupted copies"
+    assert cb.adversary is not None and cb.adversary.last_actions is not None
+    _, levels = cb.adversary.action_space.decode(cb.adversary.last_actions)
+    assert levels.shape == (4,) and bool(((levels >= 1) & (levels <= 5)).all())
+    assert torch.isfinite(trainer.logged_metrics["advcorrupt/loss_corrupted_epoch"])
+
+
+def test_lightning_curriculum_spans_the_fit(tmp_path: Path) -> None:
+    cb = _callback(strategy="curriculum@1-2")
+    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[cb])
+    trainer.fit(TinySegmenter(), _loader())
+    assert cb.adversary is not None
+    schedule = cb.adversary.strategy
+    assert schedule.total_steps == 4 and schedule.step == 4, "2 epochs x 2 batches: the timetable covers the fit"
+    assert [schedule.level_at(t) for t in range(4)] == [1, 1, 2, 2]
 
 
 def test_lightning_checkpoint_saves_and_restores_the_policy_its_optimizer_and_baseline(tmp_path: Path) -> None:

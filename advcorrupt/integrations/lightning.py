@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
             'advcorrupt.integrations.lightning needs PyTorch Lightning: pip install "advcorrupt[lightning]"'
         ) from e
 
-from ..policy.action_space import ActionSpace
+from ..policy.schedules import parse_schedule, schedule_action_space
 from ..trainer import AdversarialCorruptionTrainer
 
 __all__ = ["AdversarialCorruption"]
@@ -58,9 +58,11 @@ class AdversarialCorruption(pl.Callback):
 
     Args:
         strategy: ``"learned"`` (default) or any strategy of
-            :class:`~advcorrupt.AdversarialCorruptionTrainer` (``"random"``, a corruption name...).
+            :class:`~advcorrupt.AdversarialCorruptionTrainer` (``"random"``, a corruption name, a
+            schedule such as ``"random@3"``; a ``"curriculum@..."`` timetable spans
+            ``trainer.estimated_stepping_batches`` unless ``total_steps=`` is given).
         corruptions: corruption names of the action space (default: all registered).
-        severities: severity levels of the action space.
+        severities: severity levels of the action space (widened to the levels a schedule draws).
         policy_lr: the policy's learning rate.
         image_key: where the images are in the batch: an index for list batches (default 0), a
             key for dict batches (default ``"image"``). Images must be float in [0, 1] (normalise
@@ -93,7 +95,8 @@ class AdversarialCorruption(pl.Callback):
     ) -> None:
         super().__init__()
         _check_no_probe(strategy)
-        self.action_space = ActionSpace(corruptions, severities)  # validates names and levels now
+        # validates names and levels now; a schedule such as "random@1-5" widens the levels it draws
+        self.action_space = schedule_action_space(strategy, corruptions, severities)
         self.strategy = strategy
         self.policy_lr = policy_lr
         self.image_key = image_key
@@ -116,7 +119,10 @@ class AdversarialCorruption(pl.Callback):
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=pl_module.device).manual_seed(int(self.seed) + trainer.global_rank)
-        extra = {"in_channels": self.in_channels} if self.in_channels is not None else {}
+        extra: dict[str, Any] = {"in_channels": self.in_channels} if self.in_channels is not None else {}
+        schedule = parse_schedule(self.strategy)
+        if schedule is not None and schedule.kind == "curriculum" and "total_steps" not in self.trainer_kwargs:
+            extra["total_steps"] = int(trainer.estimated_stepping_batches)  # the timetable spans the whole fit
         self.adversary = AdversarialCorruptionTrainer(
             pl_module, trainer.optimizers[0], action_space=self.action_space, strategy=self.strategy,
             policy_lr=self.policy_lr, generator=generator, **extra, **self.trainer_kwargs,
