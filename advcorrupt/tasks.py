@@ -2,10 +2,12 @@
 
 A :class:`Task` is the one place that knows the mask shapes, the default per-sample loss, the
 metrics and the primary metric of a segmentation problem; the trainer, the training loop, the
-benchmark and the CLI ask it instead of branching on mask shapes themselves.
+benchmark and the CLI ask it instead of branching on mask shapes or on the task's kind themselves
+(the methods a task implements: :class:`Task`).
 
 * :class:`BinaryTask` (infrared small targets, any foreground / background problem): masks
-  (B, 1, H, W) in {0, 1}; loss Soft-IoU (BALISTD's ``L``, Eq. 1); metrics IoU, nIoU, Pd, Fa
+  (B, 1, H, W) in {0, 1}; loss Soft-IoU (BALISTD's ``L``, Eq. 1), with an optional BCE term
+  (the task's ``bce_weight`` / ``bce_pos_weight``); metrics IoU, nIoU, Pd, Fa
   (:class:`~advcorrupt.metrics.ISTDMetrics`); primary metric IoU.
 * :class:`SemanticTask` (street scenes, medical, aerial: K classes): masks (B, H, W) or
   (B, 1, H, W) of int64 class indices, an optional ignore label; loss per-image cross-entropy
@@ -19,6 +21,7 @@ semantic, float (B, 1, H, W) masks mean binary.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -34,28 +37,76 @@ TASKS: tuple[str, ...] = ("binary", "semantic")
 class Task:
     """Base class: mask checks, default loss, metrics and primary metric of one kind of problem.
 
+    A new task subclasses this and implements :meth:`check_masks`, :meth:`check_logits`,
+    :meth:`default_loss`, :meth:`make_metrics`, :meth:`metric_inputs` and :meth:`metric_values`;
+    the other methods have defaults that suit a task whose masks and outputs need nothing more.
+
     Attributes:
         name: ``"binary"`` or ``"semantic"``.
         primary_metric: the key of :meth:`make_metrics`' ``compute()`` that summarises a model
             (what validation selects on and the benchmark's corruption tables report).
+        accepts_loss_options: whether the default loss takes the training configuration's loss
+            knobs (``TrainConfig.bce_weight`` / ``bce_pos_weight``); a run refuses them otherwise.
+        checks_output: whether :meth:`check_output` constrains the model's output (a training
+            run then probes its model once, before the run folder exists).
+
+    Example:
+        >>> import torch
+        >>> images = torch.rand(1, 3, 4, 4)
+        >>> for task, masks in ((BinaryTask(), torch.ones(1, 1, 4, 4)), (SemanticTask(3), torch.full((1, 4, 4), 2))):
+        ...     logits = torch.zeros(1, task.model_kwargs().get("num_classes", 1), 4, 4)
+        ...     logits[:, -1] = 5.0  # every pixel in the last channel: the target, or class 2
+        ...     task.check_logits(logits, images)
+        ...     metrics = task.make_metrics(threshold=0.5)
+        ...     metrics.update(task.metric_inputs(logits), task.check_eval_masks(masks, images))
+        ...     print(task.name, task.metric_values(metrics.compute())[task.primary_metric])
+        binary 1.0
+        semantic 1.0
     """
 
     name: ClassVar[str] = "task"
     primary_metric: ClassVar[str] = ""
+    accepts_loss_options: ClassVar[bool] = False
+    checks_output: ClassVar[bool] = False
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether everything the task needs is known (a semantic task may wait for the model's K)."""
+        return True
 
     def check_masks(self, masks: object, images: Tensor) -> Tensor:
         """Validate ``masks`` against the batch ``images`` and return them in the loss's form."""
         raise NotImplementedError
 
+    def check_eval_masks(self, masks: Tensor, images: Tensor) -> Tensor:
+        """The masks of an evaluation batch as the metrics take them (default: :meth:`check_masks`)."""
+        return self.check_masks(masks, images)
+
     def check_output(self, logits: Tensor, masks: Tensor) -> None:
         """Validate one model output head against the checked masks (before any update)."""
+
+    def check_logits(self, logits: Tensor, x: Tensor) -> None:
+        """Validate the shape of the model's final ``logits`` for the input batch ``x`` (evaluation)."""
+        raise NotImplementedError
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Arguments a model built for this task needs (e.g. its number of output classes)."""
+        return {}
 
     def default_loss(self) -> nn.Module:
         """The per-sample loss (``reduction="none"``, (N,)) used when the user gives none."""
         raise NotImplementedError
 
-    def make_metrics(self, **kwargs: Any) -> Any:
+    def make_metrics(self, *, threshold: float = 0.5, **kwargs: Any) -> Any:
         """A fresh metrics accumulator with ``update(outputs, masks)``, ``compute()`` and ``reset()``."""
+        raise NotImplementedError
+
+    def metric_inputs(self, logits: Tensor) -> Tensor:
+        """What :meth:`make_metrics`' ``update`` takes from the model's float logits."""
+        raise NotImplementedError
+
+    def metric_values(self, computed: Mapping[str, Any]) -> dict[str, Any]:
+        """The metrics' ``compute()`` as plain Python numbers (what reports and logs hold)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +127,15 @@ class Task:
 class BinaryTask(Task):
     """Foreground / background masks (B, 1, H, W) in {0, 1}: today's ISTD behaviour, unchanged.
 
+    Args:
+        bce_weight: weight of the per-sample binary cross-entropy the default Soft-IoU loss adds
+            (0: Soft-IoU only; :class:`~advcorrupt.losses.SoftIoULoss`); >= 0.
+        bce_pos_weight: weight of the target pixels inside that term (1: unweighted); > 0.
+
+    The loss options are training settings, not part of what a mask means: :meth:`to_dict` (what
+    checkpoints and ``config.json`` record) stays ``{"name": "binary"}``, and binary tasks that
+    differ only in them compare equal.
+
     Example:
         >>> import torch
         >>> task = BinaryTask()
@@ -83,10 +143,25 @@ class BinaryTask(Task):
         torch.float32
         >>> task.primary_metric
         'iou'
+        >>> BinaryTask(bce_weight=1.0, bce_pos_weight=10.0).default_loss().bce_pos_weight
+        10.0
+        >>> task.metric_inputs(torch.zeros(1, 1, 2, 2))  # probabilities
+        tensor([[[[0.5000, 0.5000],
+                  [0.5000, 0.5000]]]])
     """
 
     name = "binary"
     primary_metric = "iou"
+    accepts_loss_options = True
+
+    def __init__(self, *, bce_weight: float = 0.0, bce_pos_weight: float = 1.0) -> None:
+        if isinstance(bce_weight, bool) or not isinstance(bce_weight, (int, float)) or not 0 <= bce_weight < math.inf:
+            raise ValueError(f"bce_weight must be a finite number >= 0; got {bce_weight!r}")
+        if (isinstance(bce_pos_weight, bool) or not isinstance(bce_pos_weight, (int, float))
+                or not 0 < bce_pos_weight < math.inf):
+            raise ValueError(f"bce_pos_weight must be a finite number > 0; got {bce_pos_weight!r}")
+        self.bce_weight = float(bce_weight)
+        self.bce_pos_weight = float(bce_pos_weight)
 
     def check_masks(self, masks: object, images: Tensor) -> Tensor:
         if not isinstance(masks, Tensor):
@@ -100,15 +175,41 @@ class BinaryTask(Task):
         _check_binary(masks)
         return masks
 
+    def check_eval_masks(self, masks: Tensor, images: Tensor) -> Tensor:
+        """Evaluation masks as given, unchecked: the benchmark's binary path since 0.1, bit for bit."""
+        return masks
+
+    def check_logits(self, logits: Tensor, x: Tensor) -> None:
+        """One probability map per image: (B, 1, H, W) for the input ``x`` (B, C, H, W)."""
+        if logits.ndim != 4 or logits.shape[0] != x.shape[0] or logits.shape[1] != 1:
+            raise ValueError(
+                f"model logits must have shape (B, 1, H, W) = ({x.shape[0]}, 1, {x.shape[-2]}, "
+                f"{x.shape[-1]}); got {tuple(logits.shape)}"
+            )
+
     def default_loss(self) -> nn.Module:
+        """Soft-IoU per sample (BALISTD's loss), plus the BCE term of :attr:`bce_weight`."""
         from .losses import SoftIoULoss
 
-        return SoftIoULoss(reduction="none")
+        return SoftIoULoss(reduction="none", bce_weight=self.bce_weight, bce_pos_weight=self.bce_pos_weight)
 
-    def make_metrics(self, **kwargs: Any) -> Any:
+    def make_metrics(self, *, threshold: float = 0.5, **kwargs: Any) -> Any:
+        """:class:`~advcorrupt.metrics.ISTDMetrics` (IoU, nIoU, Pd, Fa) at the probability ``threshold``."""
         from .metrics import ISTDMetrics
 
-        return ISTDMetrics(**kwargs)
+        return ISTDMetrics(threshold=threshold, **kwargs)
+
+    def metric_inputs(self, logits: Tensor) -> Tensor:
+        """Probabilities: ``sigmoid(logits)``."""
+        return logits.sigmoid()
+
+    def metric_values(self, computed: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"iou", "niou", "pd", "fa"}`` as floats."""
+        return {k: float(v) for k, v in computed.items()}
+
+    def __repr__(self) -> str:
+        args = {"bce_weight": (self.bce_weight, 0.0), "bce_pos_weight": (self.bce_pos_weight, 1.0)}
+        return "BinaryTask(" + ", ".join(f"{k}={v!r}" for k, (v, default) in args.items() if v != default) + ")"
 
 
 class SemanticTask(Task):
@@ -133,10 +234,17 @@ class SemanticTask(Task):
         Traceback (most recent call last):
         ...
         ValueError: masks must hold class indices in [0, 3) or the ignore label 255; got 7 at (sample 0, row 0, col 1)
+        >>> task.check_logits(torch.zeros(1, 4, 2, 2), torch.rand(1, 3, 2, 2))
+        Traceback (most recent call last):
+        ...
+        ValueError: num_classes = 3 disagrees with the model's output channels: it returns (1, 4, 2, 2) (K = 4); build the model with 3 classes or pass num_classes=4
+        >>> task.model_kwargs(), task.is_bound, SemanticTask().is_bound
+        ({'num_classes': 3}, True, False)
     """
 
     name = "semantic"
     primary_metric = "mIoU"
+    checks_output = True
 
     def __init__(
         self, num_classes: int | None = None, *, ignore_index: int | None = None,
@@ -183,7 +291,13 @@ class SemanticTask(Task):
             _check_labels(masks, self.num_classes, self.ignore_index)
         return masks
 
+    @property
+    def is_bound(self) -> bool:
+        """Whether ``num_classes`` is known (given, or bound from the model's first output)."""
+        return self.num_classes is not None
+
     def check_output(self, logits: Tensor, masks: Tensor) -> None:
+        """K = ``num_classes`` output channels; an unknown K is bound to the model's and ``masks`` checked against it."""
         k = int(logits.shape[1])
         if self.num_classes is None:
             if k < 2:
@@ -193,12 +307,28 @@ class SemanticTask(Task):
                 )
             self.bind(k)
             _check_labels(masks, k, self.ignore_index)
-        elif k != self.num_classes:
+        else:
+            self._check_channels(logits)
+
+    def check_logits(self, logits: Tensor, x: Tensor) -> None:
+        """(B, K, H, W) for the input ``x`` (B, C, H, W), with K = ``num_classes`` once that is known."""
+        if logits.ndim != 4 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"model logits must have shape (B, K, H, W) with B = {x.shape[0]}; got {tuple(logits.shape)}")
+        if self.num_classes is not None:
+            self._check_channels(logits)
+
+    def _check_channels(self, logits: Tensor) -> None:
+        k = int(logits.shape[1])
+        if k != self.num_classes:
             raise ValueError(
                 f"num_classes = {self.num_classes} disagrees with the model's output channels: it returns "
                 f"{tuple(logits.shape)} (K = {k}); build the model with {self.num_classes} classes or pass "
                 f"num_classes={k}"
             )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """``{"num_classes": K}`` once K is known, else nothing."""
+        return {} if self.num_classes is None else {"num_classes": self.num_classes}
 
     def bind(self, num_classes: int) -> None:
         """Fix ``num_classes`` (from the model's output) if it was left to inference."""
@@ -210,12 +340,24 @@ class SemanticTask(Task):
 
         return PerSampleCrossEntropy(ignore_index=self.ignore_index, weight=self.class_weights)
 
-    def make_metrics(self, **kwargs: Any) -> Any:
+    def make_metrics(self, *, threshold: float = 0.5, **kwargs: Any) -> Any:
+        """:class:`~advcorrupt.metrics.SegmentationMetrics` over K classes; ``threshold`` is ignored
+        (a semantic prediction is the argmax over classes; the argument exists so that every task
+        takes the same call)."""
         from .metrics import SegmentationMetrics
 
         if self.num_classes is None:
             raise ValueError("num_classes is not known yet: pass num_classes= or run a batch through the model first")
         return SegmentationMetrics(self.num_classes, ignore_index=self.ignore_index, **kwargs)
+
+    def metric_inputs(self, logits: Tensor) -> Tensor:
+        """The logits themselves (the metrics take their argmax)."""
+        return logits
+
+    def metric_values(self, computed: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"mIoU", "aAcc", "mAcc"}`` as floats and ``"IoU"``, the K per-class values, as a list."""
+        return {"mIoU": float(computed["mIoU"]), "aAcc": float(computed["aAcc"]), "mAcc": float(computed["mAcc"]),
+                "IoU": [float(v) for v in computed["IoU"]]}
 
     def to_dict(self) -> dict[str, Any]:
         weights = None if self.class_weights is None else [float(v) for v in self.class_weights]
