@@ -28,6 +28,7 @@ The package reads in the order of that pipeline:
 - :mod:`~advcorrupt.bench.views`: seeded corrupted views of a test set (:func:`corruption_seed`,
   :class:`CorruptedDataset`).
 - :mod:`~advcorrupt.bench.scoring`: which task, which metrics, which checks.
+- :mod:`~advcorrupt.bench._report_kinds`: which report each task gets (keyed by the task's name).
 - :mod:`~advcorrupt.bench.evaluation`: running a model over a view (:func:`evaluate`) and over
   the clean set plus every setting (:func:`evaluate_robustness`).
 - :mod:`~advcorrupt.bench.report`: what comes out for a binary task (:class:`SettingResult`,

@@ -19,7 +19,6 @@ matrix; :mod:`advcorrupt.bench.scoring`). :func:`evaluate` makes one such pass;
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,14 +28,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._outputs import output_heads
-from ..tasks import BinaryTask, Task
-from .report import METRIC_KEYS, RobustnessReport, SettingResult
-from .scoring import Scoring, dataset_attribute, given_task
-from .semantic_report import (
-    SemanticRobustnessReport,
-    SemanticSettingResult,
-    _class_names,
+from ..tasks import Task
+from ._report_kinds import (
+    _safe_rce,  # noqa: F401  (its old home: advcorrupt.benchmark re-exports it)
+    report_kind,
 )
+from .report import RobustnessReport
+from .scoring import Scoring, given_task
+from .semantic_report import SemanticRobustnessReport
 from .views import CorruptedDataset, _check_severity, _CleanView
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +140,7 @@ def _run(
         if not settled:  # the first batch settles the task (inferred, or K bound from the model)
             scoring.settle(images, masks, logits, start=start)
             masks, metrics = scoring.check_masks(masks, images, start=start), scoring.metrics()
-        scoring.check_logits(logits, x, masks, start=start)
+        scoring.check_logits(logits, x)
         if logits.shape[-2:] != x.shape[-2:]:
             raise ValueError(
                 f"model logits must have the input's spatial size {tuple(x.shape[-2:])}; got "
@@ -315,13 +314,6 @@ def _evaluate(
 # --------------------------------------------------------------------------------------------
 
 
-def _safe_rce(rce: Callable[[float, float], float], clean: float, corrupted: float) -> float:
-    """RCE, or NaN when it is undefined (clean IoU 0 or NaN) instead of failing a long run."""
-    if not (math.isfinite(clean) and clean > 0 and math.isfinite(corrupted)):
-        return math.nan
-    return float(rce(clean, corrupted))
-
-
 def _model_label(model: Callable[..., Any]) -> str:
     if isinstance(model, nn.Module):
         return type(model).__name__
@@ -425,6 +417,8 @@ def evaluate_robustness(
     dev = torch.device(device) if device is not None else dev
     scoring = Scoring(given_task(task, num_classes=num_classes, ignore_index=ignore_index, dataset=dataset),
                       threshold=threshold)
+    if scoring.task is not None:
+        report_kind(scoring.task.name)  # a task without a report fails before the first pass
     kw: dict[str, Any] = dict(
         seed=seed, scoring=scoring, preprocess=preprocess, device=dev, dtype=dtype, batch_size=batch_size,
         pad_to=pad_to, num_workers=num_workers,
@@ -447,10 +441,9 @@ def evaluate_robustness(
         model_name=model_name if model_name is not None else _model_label(model),
         dataset_name=dataset_name if dataset_name is not None else type(dataset).__name__,
     )
-    if isinstance(scoring.task, BinaryTask):
-        return _binary_report(clean, passes, threshold=threshold, **common)
-    assert scoring.task is not None
-    return _semantic_report(clean, passes, task=scoring.task, dataset=dataset, **common)
+    assert scoring.task is not None  # settled by the clean pass
+    kind = report_kind(scoring.task.name)  # the benchmark's registry: which report each task gets
+    return kind.build(clean, passes, task=scoring.task, threshold=threshold, dataset=dataset, **common)
 
 
 def _check_settings(corruptions: Sequence[str] | None, severities: Sequence[int]) -> tuple[list[str], list[int]]:
@@ -473,29 +466,3 @@ def _check_settings(corruptions: Sequence[str] | None, severities: Sequence[int]
         for s in sevs:
             _check_severity(name, s)  # KeyError for unknown names, ValueError out of table
     return names, sevs
-
-
-def _binary_report(
-    clean: dict[str, Any], passes: list[tuple[str, int, dict[str, Any]]], *, threshold: float, **common: Any
-) -> RobustnessReport:
-    """The binary report: each setting's ISTD metrics and its RCE (paper Eq. 9) against the clean IoU."""
-    from ..metrics import rce
-
-    results = tuple(
-        SettingResult(name, s, *(m[k] for k in METRIC_KEYS), rce=_safe_rce(rce, clean["iou"], m["iou"]))
-        for name, s, m in passes
-    )
-    return RobustnessReport(clean=clean, results=results, threshold=float(threshold), **common)
-
-
-def _semantic_report(
-    clean: dict[str, Any], passes: list[tuple[str, int, dict[str, Any]]], *, task: Task, dataset: Any,
-    **common: Any,
-) -> SemanticRobustnessReport:
-    """The semantic report: each setting's mIoU / aAcc / mAcc / per-class IoU, with the task's classes."""
-    k = int(task.num_classes)
-    return SemanticRobustnessReport(
-        clean=clean, results=tuple(SemanticSettingResult.from_metrics(name, s, m) for name, s, m in passes),
-        num_classes=k, ignore_index=getattr(task, "ignore_index", None),
-        class_names=_class_names(dataset_attribute(dataset, "class_names"), k), **common,
-    )

@@ -171,15 +171,17 @@ class RobustnessReport:
     def from_dict(cls, data: Mapping[str, Any]) -> RobustnessReport | SemanticRobustnessReport:
         """Inverse of :meth:`to_dict` (derived summaries are recomputed, not read).
 
-        A semantic report's dict (``"task": {"name": "semantic", ...}``, written by
+        A dict reads back as the report class its task's kind registers: a semantic report's
+        dict (``"task": {"name": "semantic", ...}``, written by
         :meth:`SemanticRobustnessReport.to_dict <advcorrupt.bench.SemanticRobustnessReport.to_dict>`)
         gives a :class:`~advcorrupt.bench.SemanticRobustnessReport`; a binary report's dict (no
         ``"task"`` key, as since version 0.1) gives a :class:`RobustnessReport`.
         """
-        if isinstance(data, Mapping) and _task_name(data) == "semantic":
-            from .semantic_report import SemanticRobustnessReport
+        from ._report_kinds import REPORT_KINDS
 
-            return SemanticRobustnessReport.from_dict(data)
+        kind = REPORT_KINDS.get(_task_name(data)) if isinstance(data, Mapping) else None
+        if kind is not None and not issubclass(cls, kind.report):
+            return kind.report.from_dict(data)  # type: ignore[no-any-return]
         try:
             results = tuple(
                 SettingResult(

@@ -25,13 +25,14 @@ each batch's labels checked where the dataset returns them (the CPU for the data
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 from torch.utils.data import Subset
 
-from ..tasks import BinaryTask, SemanticTask, Task, infer_task, make_task
+from ..tasks import Task, infer_task, make_task
 
 __all__ = ["Scoring", "dataset_attribute", "given_task", "settle_task"]
 
@@ -78,9 +79,8 @@ def given_task(
         True
     """
     if isinstance(task, Task):
-        checked = make_task(task, num_classes=num_classes, ignore_index=ignore_index)  # refuses arguments given twice
-        assert checked is not None
-        return make_task(checked.to_dict())
+        make_task(task, num_classes=num_classes, ignore_index=ignore_index)  # refuses arguments given twice
+        return copy.copy(task)
     declared = _declared_classes(dataset)
     if task != "binary" and (declared is not None or task == "semantic"):
         if num_classes is None:
@@ -94,9 +94,11 @@ def given_task(
 def settle_task(task: Task | None, images: Tensor, masks: Tensor, logits: Tensor) -> Task:
     """The final task, from a first batch (``images``, ``masks``) and the model's ``logits`` for it.
 
-    ``None`` is inferred (:func:`~advcorrupt.tasks.infer_task`); a semantic task is checked
-    against the output (``num_classes`` equal to its channels, bound to them if unknown) and the
-    batch's labels (in [0, K) or the ignore label).
+    ``None`` is inferred (:func:`~advcorrupt.tasks.infer_task`); the task then checks the batch's
+    masks (:meth:`~advcorrupt.tasks.Task.check_eval_masks`) and the output against them
+    (:meth:`~advcorrupt.tasks.Task.check_output`): a semantic task's ``num_classes`` must equal
+    the output's channels (bound to them if unknown), its labels lie in [0, K) or are the ignore
+    label; a binary task checks neither, as the benchmark never has.
 
     Raises:
         ValueError: the model's output disagrees with ``num_classes``, or the batch holds a label
@@ -113,8 +115,7 @@ def settle_task(task: Task | None, images: Tensor, masks: Tensor, logits: Tensor
         )
     if task is None:
         task = infer_task(masks, int(logits.shape[1]))
-    if isinstance(task, SemanticTask):
-        task.check_output(logits, task.check_masks(masks, images))
+    task.check_output(logits, task.check_eval_masks(masks, images))
     return task
 
 
@@ -144,11 +145,12 @@ class Scoring:
 
     Example:
         >>> import torch
+        >>> from advcorrupt.tasks import SemanticTask
         >>> s = Scoring(SemanticTask(2, ignore_index=255), threshold=0.5)
         >>> images, masks = torch.rand(1, 3, 2, 2), torch.tensor([[[[0, 1], [1, 255]]]])
         >>> masks = s.check_masks(masks, images, start=0)
         >>> logits = torch.tensor([[[[5.0, -5.0], [-5.0, 0.0]], [[-5.0, 5.0], [5.0, 0.0]]]])
-        >>> s.check_logits(logits, images, masks, start=0)
+        >>> s.check_logits(logits, images)
         >>> m = s.metrics()
         >>> s.update(m, logits, masks)
         >>> s.result(m)["mIoU"]
@@ -156,20 +158,15 @@ class Scoring:
     """
 
     def __init__(self, task: Task | None, *, threshold: float) -> None:
-        if task is not None and not isinstance(task, (BinaryTask, SemanticTask)):
-            raise TypeError(f"task must be a BinaryTask, a SemanticTask or None; got {type(task).__name__}")
+        if task is not None and not isinstance(task, Task):
+            raise TypeError(f"task must be an advcorrupt.tasks.Task or None; got {type(task).__name__}")
         self.task = task
         self.threshold = threshold
 
     @property
     def settled(self) -> bool:
         """Whether the task is known in full (binary, or semantic with ``num_classes``)."""
-        return self.task is not None and getattr(self.task, "num_classes", 0) is not None
-
-    @property
-    def semantic(self) -> bool:
-        """Whether the (settled) task is semantic."""
-        return isinstance(self.task, SemanticTask)
+        return self.task is not None and self.task.is_bound
 
     def settle(self, images: Tensor, masks: Tensor, logits: Tensor, *, start: int) -> Task:
         """Settle the task from a first batch whose first image is dataset item ``start`` (see :func:`settle_task`)."""
@@ -177,42 +174,30 @@ class Scoring:
         self.task = task
         return task  # type: ignore[no-any-return]
 
-    def metrics(self) -> Any:
-        """A fresh accumulator of the task's metrics."""
-        if not self.settled:
+    def _settled_task(self) -> Task:
+        if self.task is None or not self.task.is_bound:
             raise RuntimeError("the task is not settled yet: call settle() with the first batch")
-        assert self.task is not None
-        return self.task.make_metrics() if self.semantic else self.task.make_metrics(threshold=self.threshold)
+        return self.task
+
+    def metrics(self) -> Any:
+        """A fresh accumulator of the task's metrics (a binary task's at :attr:`threshold`)."""
+        return self._settled_task().make_metrics(threshold=self.threshold)
 
     def check_masks(self, masks: Tensor, images: Tensor, *, start: int) -> Tensor:
-        """Masks of a batch whose first image is dataset item ``start``: checked by a semantic task, else as given."""
-        if not self.semantic:
-            return masks
-        assert self.task is not None
-        return _located(lambda: self.task.check_masks(masks, images), start, images.shape[0])  # type: ignore[union-attr]
+        """Masks of a batch whose first image is dataset item ``start``, as the task's
+        :meth:`~advcorrupt.tasks.Task.check_eval_masks` gives them (semantic: checked; binary: as given)."""
+        task = self._settled_task()
+        return _located(lambda: task.check_eval_masks(masks, images), start, images.shape[0])  # type: ignore[no-any-return]
 
-    def check_logits(self, logits: Tensor, x: Tensor, masks: Tensor, *, start: int) -> None:
-        """Check the model's logits for the (padded) input ``x``: shape, batch and channels."""
-        if not self.semantic:
-            if logits.ndim != 4 or logits.shape[0] != x.shape[0] or logits.shape[1] != 1:
-                raise ValueError(
-                    f"model logits must have shape (B, 1, H, W) = ({x.shape[0]}, 1, {x.shape[-2]}, "
-                    f"{x.shape[-1]}); got {tuple(logits.shape)}"
-                )
-            return
-        if logits.ndim != 4 or logits.shape[0] != x.shape[0]:
-            raise ValueError(f"model logits must have shape (B, K, H, W) with B = {x.shape[0]}; got {tuple(logits.shape)}")
-        assert self.task is not None
-        _located(lambda: self.task.check_output(logits, masks), start, x.shape[0])  # type: ignore[union-attr]
+    def check_logits(self, logits: Tensor, x: Tensor) -> None:
+        """Check the model's logits for the (padded) input ``x``: shape, batch and channels
+        (:meth:`~advcorrupt.tasks.Task.check_logits`; the labels were checked when the task settled)."""
+        self._settled_task().check_logits(logits, x)
 
     def update(self, metrics: Any, logits: Tensor, masks: Tensor) -> None:
         """Add cropped logits (native size) and their masks (on the logits' device)."""
-        metrics.update(logits.float() if self.semantic else logits.float().sigmoid(), masks)
+        metrics.update(self._settled_task().metric_inputs(logits.float()), masks)
 
     def result(self, metrics: Any) -> dict[str, Any]:
-        """The pass's metrics: floats, and for a semantic task the per-class ``"IoU"`` list."""
-        out = metrics.compute()
-        if not self.semantic:
-            return {k: float(v) for k, v in out.items()}
-        return {"mIoU": float(out["mIoU"]), "aAcc": float(out["aAcc"]), "mAcc": float(out["mAcc"]),
-                "IoU": [float(v) for v in out["IoU"]]}
+        """The pass's metrics as plain numbers: floats, and for a semantic task the per-class ``"IoU"`` list."""
+        return self._settled_task().metric_values(metrics.compute())
