@@ -119,7 +119,7 @@ def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> A
     model, config, test, preprocess = _load_for_bench(args, ckpt, device)
     label = f"{config.model} ({config.strategy})"
     task = run_task(config)
-    if args.corrupted_root is not None and task.name != "binary":
+    if args.corrupted_root is not None and config.dataset != "istd":  # corrupt-dataset writes ISTD layouts only
         raise _BenchError(
             "--corrupted-root reads ISTD-layout copies written by `advcorrupt corrupt-dataset`, which has no "
             "semantic (CamVid / folder) form yet; leave --corrupted-root out: bench corrupts the test split in "
@@ -137,11 +137,13 @@ def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> A
         except (ValueError, KeyError, FileNotFoundError) as e:
             raise _BenchError(error_message(e)) from None
     dataset_name = Path(config.data_root).name if config.data_root else "synthetic"
+    if config.dataset != "istd":  # ISTD data has one test split whatever --split says; the others name theirs
+        dataset_name = f"{dataset_name} ({args.split})"
     try:
         return evaluate_robustness(
             model, test, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
             preprocess=preprocess, device=device, progress=not args.no_progress, model_name=label,
-            dataset_name=dataset_name if task.name == "binary" else f"{dataset_name} ({args.split})", task=task,
+            dataset_name=dataset_name, task=task,
         )
     except (ValueError, KeyError) as e:  # a model that disagrees with the task, a bad label: named per item
         raise _BenchError(f"{ckpt}: {error_message(e)}") from None

@@ -253,7 +253,8 @@ class TrainConfig:
 
 def run_task(config: TrainConfig) -> Task:
     """The task a run trains on: the config's ``task`` / ``num_classes`` / ``ignore_index``,
-    completed by its dataset's (reads no file).
+    completed by its dataset's (reads no file). A binary task carries the config's loss knobs
+    (``bce_weight``, ``bce_pos_weight``): its :meth:`~advcorrupt.tasks.Task.default_loss` is the run's loss.
 
     Raises:
         ValueError: a task the dataset cannot have (semantic ISTD masks, binary CamVid), a
@@ -263,6 +264,8 @@ def run_task(config: TrainConfig) -> Task:
     Example:
         >>> run_task(TrainConfig())
         BinaryTask()
+        >>> run_task(TrainConfig(bce_weight=1.0, bce_pos_weight=10.0))
+        BinaryTask(bce_weight=1.0, bce_pos_weight=10.0)
         >>> run_task(TrainConfig(dataset="camvid", data_root="CamVid"))
         SemanticTask(num_classes=11, ignore_index=11, class_weights=None)
         >>> run_task(TrainConfig(dataset="camvid", num_classes=12))
@@ -280,7 +283,7 @@ def run_task(config: TrainConfig) -> Task:
                 f"task={task!r}, num_classes={config.num_classes!r}, ignore_index={config.ignore_index!r} "
                 "(--task / --num-classes / --ignore-index). For class-index masks use --dataset camvid or folder"
             )
-        return BinaryTask()
+        return BinaryTask(bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight)
     if task == "binary":
         raise ValueError(f"dataset={dataset!r} holds class-index masks: its task is 'semantic'; got task='binary' (--task)")
     if dataset == "camvid":
@@ -328,11 +331,11 @@ def check_config(config: TrainConfig) -> None:
     """
     _check_model(config)
     task = run_task(config)
-    if task.name == "semantic" and (config.bce_weight != 0.0 or config.bce_pos_weight != 1.0):
+    if not task.accepts_loss_options and (config.bce_weight != 0.0 or config.bce_pos_weight != 1.0):
         raise ValueError(
-            f"bce_weight / bce_pos_weight are knobs of the binary Soft-IoU + BCE loss; this run's task is semantic "
-            f"(per-sample cross-entropy); got bce_weight={config.bce_weight}, bce_pos_weight={config.bce_pos_weight}: "
-            f"leave --bce-weight / --bce-pos-weight out"
+            f"bce_weight / bce_pos_weight are knobs of the binary Soft-IoU + BCE loss; this run's task is {task.name} "
+            f"({type(task.default_loss()).__name__}); got bce_weight={config.bce_weight}, "
+            f"bce_pos_weight={config.bce_pos_weight}: leave --bce-weight / --bce-pos-weight out"
         )
     from ..policy.schedules import parse_schedule, schedule_action_space
 

@@ -188,5 +188,5 @@ def _tensorboard_heatmap(run: _Run, tb: Any, *, progress: bool) -> None:
         preprocess=run.preprocess.to(run.device), device=run.device, progress=progress,
         model_name=f"{run.config.model} ({run.config.strategy})", task=run.task,
     )
-    name = "robustness_iou.png" if run.task.name == "binary" else "robustness_miou.png"
+    name = f"robustness_{run.task.primary_metric.lower()}.png"  # robustness_iou.png, robustness_miou.png
     tb.add_heatmap(report.plot_heatmap(tb.log_dir / name), run.config.epochs)

@@ -104,7 +104,7 @@ def _build_run(config: TrainConfig) -> _Run:
         policy_lr=config.policy_lr, preprocess=preprocess.to(device), generator=generator,
         scaler=scaler, autocast_dtype=amp_dtype, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
         policy_kwargs=dict(config.policy_kwargs) or None, in_channels=in_channels(config),
-        max_grad_norm=config.grad_clip, loss_fn=_loss(config, task), task=task,
+        max_grad_norm=config.grad_clip, loss_fn=task.default_loss(), task=task,
         total_steps=steps_per_epoch * config.epochs,
     )
     return _Run(
@@ -120,34 +120,26 @@ def in_channels(config: TrainConfig) -> int:
 
 def build_model(config: TrainConfig, **overrides: Any) -> nn.Module:
     """The run's model, freshly initialised: ``create_model(config.model, in_channels=..., **model_kwargs)``,
-    plus ``num_classes=K`` for a semantic task unless ``model_kwargs`` sets ``classes`` / ``num_classes``
-    (a disagreeing one is then refused by :func:`_check_model_output`). ``overrides`` replace model
+    plus the task's :meth:`~advcorrupt.tasks.Task.model_kwargs` (``num_classes=K`` for a semantic task)
+    unless ``model_kwargs`` sets ``classes`` / ``num_classes`` (a disagreeing one is then refused by
+    :func:`_check_model_output`). ``overrides`` replace model
     arguments (:func:`~advcorrupt.training.load_model` drops pretrained encoder weights this way)."""
     from ..models import create_model
 
-    kwargs: dict[str, Any] = {"in_channels": in_channels(config)}
-    task = run_task(config)
-    if task.name == "semantic" and not {"classes", "num_classes"} & set(config.model_kwargs):
-        kwargs["num_classes"] = task.num_classes  # type: ignore[attr-defined]
+    kwargs: dict[str, Any] = {"in_channels": in_channels(config), **run_task(config).model_kwargs()}
+    if "classes" in config.model_kwargs:  # smp's name for num_classes: the user's wins, not both
+        kwargs.pop("num_classes", None)
     return create_model(config.model, **{**kwargs, **config.model_kwargs, **overrides})
 
 
-def _loss(config: TrainConfig, task: Task) -> nn.Module:
-    """Binary: Soft-IoU with the config's BCE knobs (BALISTD's loss, as always); else the task's default."""
-    if task.name == "binary":
-        from ..losses import SoftIoULoss
-
-        return SoftIoULoss(reduction="none", bce_weight=config.bce_weight, bce_pos_weight=config.bce_pos_weight)
-    return task.default_loss()
-
-
 def _check_model_output(model: nn.Module, task: Task, config: TrainConfig, device: torch.device) -> None:
-    """A semantic run's model must return K channels: refuse another K now, before the run folder exists.
+    """A run whose task constrains the model's output (:attr:`~advcorrupt.tasks.Task.checks_output`:
+    a semantic run's K channels) refuses another output now, before the run folder exists.
 
     One forward pass of a zero crop in eval mode, under a forked RNG (the run's random streams are
-    untouched). Binary runs are not probed (their first step checks them, as it always did).
+    untouched). Other tasks' models are not probed (binary: the first step checks them, as it always did).
     """
-    if task.name != "semantic":
+    if not task.checks_output:
         return
     from .._outputs import output_heads
 
