@@ -11,6 +11,7 @@ import ast
 import doctest
 import importlib
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +246,58 @@ def test_library_modules_import_the_training_package_not_the_old_path(folder: st
         assert not [m for m in imported if m.startswith("advcorrupt.engine")], path.name
     train_cli = _imported_modules(PACKAGE_ROOT / "cli" / "train.py", "advcorrupt.cli")
     assert "advcorrupt.training.fit" in train_cli
+
+
+# ==============================================================================================
+# The task spine: only advcorrupt/tasks.py knows what each task kind means
+# ==============================================================================================
+
+#: Files allowed to name task kinds: the tasks themselves, and the benchmark's registry of which
+#: report each task gets (the tasks must not import the benchmark, so that choice lives there).
+TASK_KIND_OWNERS = ("tasks.py", "bench/_report_kinds.py")
+
+_KIND = r"""['"](?:binary|semantic)['"]"""
+#: Branching on a task's kind: isinstance against a task class (alone or in a tuple), or its name
+#: compared with a kind, either way round, or looked up in a literal collection of kinds.
+TASK_BRANCH = re.compile(
+    r"isinstance\([^()]*,\s*(?:\([^()]*)?\b(?:Binary|Semantic)Task\b"
+    rf"|\.name\s*(?:==|!=)\s*{_KIND}"
+    rf"|{_KIND}\s*(?:==|!=)\s*[\w.\[\]]*\.name\b"
+    rf"|\.name\s+(?:not\s+)?in\s*[(\[{{][^)\]}}]*{_KIND}"
+)
+
+
+def _task_branches(text: str) -> list[tuple[int, str]]:
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if TASK_BRANCH.search(line)]
+
+
+def test_the_task_branch_pattern_finds_what_it_is_meant_to() -> None:
+    caught = [
+        "if isinstance(task, SemanticTask):",
+        "if isinstance(self.task, BinaryTask) and x:",
+        "ok = isinstance(task, (BinaryTask, SemanticTask))",
+        'name = "a" if run.task.name == "binary" else "b"',
+        "if task.name != 'semantic':",
+        'if "semantic" == scoring.task.name:',
+        'if task.name in ("binary", "semantic"):',
+        'if task.name not in ["semantic"]:',
+    ]
+    assert [line for line in caught if not _task_branches(line)] == []
+    allowed = [
+        "if isinstance(task, Task):",
+        'if config.task == "semantic":',  # a user's task argument, read while making the task
+        "kind = report_kind(scoring.task.name)",
+        'name = f"robustness_{run.task.primary_metric.lower()}.png"',
+        "from ..tasks import BinaryTask, SemanticTask",
+    ]
+    assert [line for line in allowed if _task_branches(line)] == []
+
+
+def test_nothing_outside_the_task_spine_branches_on_the_task_kind() -> None:
+    found = []
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        if path.relative_to(PACKAGE_ROOT).as_posix() in TASK_KIND_OWNERS:
+            continue
+        found += [f"{path.relative_to(PACKAGE_ROOT.parent)}:{n}: {line}" for n, line in _task_branches(path.read_text())]
+    assert not found, "ask the task (advcorrupt/tasks.py) instead of branching on its kind:\n" + "\n".join(found)
+    assert all((PACKAGE_ROOT / owner).is_file() for owner in TASK_KIND_OWNERS)  # the exclusions name real files

@@ -253,6 +253,151 @@ def test_semantic_make_metrics_needs_k_and_default_loss_carries_ignore_and_weigh
     assert loss.weight is not None and loss.weight.tolist() == [1.0, 2.0, 3.0]
 
 
+# ------------------------------------------------------------------ the spine's uniform interface
+# Everything the trainer, the training loop, the benchmark and the CLI ask a task, for both tasks.
+def test_binary_task_carries_its_loss_options_into_the_default_loss() -> None:
+    task = BinaryTask(bce_weight=1.0, bce_pos_weight=10.0)
+    loss = task.default_loss()
+    assert isinstance(loss, SoftIoULoss) and loss.reduction == "none"
+    assert (loss.bce_weight, loss.bce_pos_weight) == (1.0, 10.0)
+    plain = BinaryTask().default_loss()
+    assert (plain.bce_weight, plain.bce_pos_weight) == (0.0, 1.0)
+    g = torch.Generator().manual_seed(0)
+    logits, masks = torch.randn(3, 1, 6, 6, generator=g), (torch.rand(3, 1, 6, 6, generator=g) > 0.8).float()
+    expected = SoftIoULoss(reduction="none", bce_weight=1.0, bce_pos_weight=10.0)(logits, masks)
+    assert torch.equal(loss(logits, masks), expected)
+    assert not torch.equal(plain(logits, masks), expected)  # the options change the loss
+    # a training setting, not what a mask means: checkpoints and config.json see the same task
+    assert task.to_dict() == {"name": "binary"} and task == BinaryTask() and hash(task) == hash(BinaryTask())
+    assert repr(task) == "BinaryTask(bce_weight=1.0, bce_pos_weight=10.0)" and repr(BinaryTask()) == "BinaryTask()"
+    assert (BinaryTask.accepts_loss_options, SemanticTask.accepts_loss_options) == (True, False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bce_weight": -1.0}, r"bce_weight must be a finite number >= 0; got -1.0"),
+        ({"bce_weight": float("inf")}, r"bce_weight must be a finite number >= 0; got inf"),
+        ({"bce_weight": True}, r"bce_weight must be a finite number >= 0; got True"),
+        ({"bce_pos_weight": 0.0}, r"bce_pos_weight must be a finite number > 0; got 0.0"),
+        ({"bce_pos_weight": "10"}, r"bce_pos_weight must be a finite number > 0; got '10'"),
+    ],
+)
+def test_binary_task_refuses_bad_loss_options_naming_them(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BinaryTask(**kwargs)  # type: ignore[arg-type]
+
+
+def test_run_task_gives_a_binary_run_the_configs_loss_knobs() -> None:
+    from advcorrupt.training import TrainConfig, run_task
+
+    task = run_task(TrainConfig(bce_weight=1.0, bce_pos_weight=10.0))
+    assert isinstance(task, BinaryTask) and (task.bce_weight, task.bce_pos_weight) == (1.0, 10.0)
+    assert task.to_dict() == {"name": "binary"}
+
+
+def test_metric_inputs_are_probabilities_for_binary_and_the_logits_for_semantic() -> None:
+    logits = torch.tensor([[[[-2.0, 0.0], [1.0, 3.0]]]])
+    assert torch.equal(BinaryTask().metric_inputs(logits), torch.sigmoid(logits))
+    many = torch.randn(2, K, 4, 5)
+    assert SemanticTask(K).metric_inputs(many) is many
+
+
+def test_check_eval_masks_leaves_binary_masks_unchecked_and_checks_semantic_labels() -> None:
+    images = torch.rand(2, 1, 4, 5)
+    raw = torch.full((2, 1, 4, 5), 255, dtype=torch.uint8)  # check_masks would refuse it
+    assert BinaryTask().check_eval_masks(raw, images) is raw  # the 0.1 benchmark: as given, bit for bit
+    with pytest.raises(ValueError, match="masks must be binary"):
+        BinaryTask().check_masks(raw, images)
+    checked = SemanticTask(K).check_eval_masks(_labels().unsqueeze(1), IMAGES)
+    assert checked.shape == (2, 4, 5) and checked.dtype == torch.long and torch.equal(checked, _labels())
+    bad = _labels()
+    bad[0, 1, 1] = 9
+    with pytest.raises(ValueError, match=r"got 9 at \(sample 0, row 1, col 1\)"):
+        SemanticTask(K).check_eval_masks(bad, IMAGES)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((2, 2, 4, 5), r"model logits must have shape \(B, 1, H, W\) = \(2, 1, 4, 5\); got \(2, 2, 4, 5\)"),
+        ((3, 1, 4, 5), r"= \(2, 1, 4, 5\); got \(3, 1, 4, 5\)"),
+        ((2, 4, 5), r"= \(2, 1, 4, 5\); got \(2, 4, 5\)"),
+    ],
+)
+def test_binary_check_logits_wants_one_map_per_image(shape: tuple[int, ...], message: str) -> None:
+    x = torch.rand(2, 1, 4, 5)
+    BinaryTask().check_logits(torch.zeros(2, 1, 4, 5), x)  # the right shape passes
+    with pytest.raises(ValueError, match=message):
+        BinaryTask().check_logits(torch.zeros(shape), x)
+
+
+def test_semantic_check_logits_wants_k_channels_once_k_is_known() -> None:
+    x = torch.rand(2, 3, 4, 5)
+    SemanticTask(K).check_logits(torch.zeros(2, K, 4, 5), x)
+    with pytest.raises(ValueError, match=r"num_classes = 4 disagrees with the model's output channels.*\(K = 3\)"):
+        SemanticTask(K).check_logits(torch.zeros(2, 3, 4, 5), x)
+    with pytest.raises(ValueError, match=r"shape \(B, K, H, W\) with B = 2; got \(1, 4, 4, 5\)"):
+        SemanticTask(K).check_logits(torch.zeros(1, K, 4, 5), x)
+    with pytest.raises(ValueError, match=r"shape \(B, K, H, W\) with B = 2; got \(2, 4, 5\)"):
+        SemanticTask(K).check_logits(torch.zeros(2, 4, 5), x)
+    unbound = SemanticTask()
+    unbound.check_logits(torch.zeros(2, 7, 4, 5), x)  # K not known yet: any K
+    assert unbound.num_classes is None  # check_logits never binds (check_output does)
+
+
+def test_make_metrics_takes_the_threshold_uniformly() -> None:
+    from advcorrupt.metrics import ISTDMetrics, SegmentationMetrics
+
+    binary = BinaryTask().make_metrics(threshold=0.7)
+    assert isinstance(binary, ISTDMetrics) and binary.threshold == 0.7
+    assert BinaryTask().make_metrics().threshold == 0.5
+    semantic = SemanticTask(K, ignore_index=255).make_metrics(threshold=0.7)  # ignored: the argmax decides
+    assert isinstance(semantic, SegmentationMetrics) and (semantic.num_classes, semantic.ignore_index) == (K, 255)
+
+
+def test_metric_values_are_plain_numbers_in_each_tasks_keys() -> None:
+    binary = BinaryTask().metric_values({"iou": torch.tensor(0.5), "niou": 0.25, "pd": torch.tensor(1.0), "fa": 3})
+    assert binary == {"iou": 0.5, "niou": 0.25, "pd": 1.0, "fa": 3.0}
+    assert all(type(v) is float for v in binary.values())
+    computed = {"mIoU": torch.tensor(0.5), "aAcc": 0.75, "mAcc": torch.tensor(0.6), "IoU": torch.tensor([0.25, 0.75]),
+                "extra": 1}
+    semantic = SemanticTask(2).metric_values(computed)
+    assert semantic == {"mIoU": 0.5, "aAcc": 0.75, "mAcc": pytest.approx(0.6), "IoU": [0.25, 0.75]}
+    assert type(semantic["IoU"]) is list and all(type(v) is float for v in semantic["IoU"])
+
+
+def test_model_kwargs_binding_and_output_checks_per_task() -> None:
+    assert BinaryTask().model_kwargs() == {} and SemanticTask().model_kwargs() == {}
+    assert SemanticTask(11, ignore_index=11).model_kwargs() == {"num_classes": 11}
+    assert BinaryTask().is_bound and SemanticTask(K).is_bound and not SemanticTask().is_bound
+    task = SemanticTask()
+    task.check_output(torch.zeros(2, K, 4, 5), _labels())
+    assert task.is_bound and task.model_kwargs() == {"num_classes": K}
+    assert (BinaryTask.checks_output, SemanticTask.checks_output) == (False, True)
+    assert [f"robustness_{t.primary_metric.lower()}.png" for t in (BinaryTask(), SemanticTask())] == [
+        "robustness_iou.png", "robustness_miou.png"]  # the TensorBoard heatmap's file names
+
+
+def test_a_task_without_a_benchmark_report_is_refused_before_any_pass() -> None:
+    from advcorrupt.bench import evaluate_robustness
+
+    class Depth(BinaryTask):
+        name = "depth"
+
+    calls: list[int] = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return x[:, :1]
+
+    data = [(torch.rand(1, 8, 8), torch.zeros(1, 8, 8))]
+    with pytest.raises(KeyError, match=r"no benchmark report for the task 'depth'; tasks with a report: "
+                                       r"\['binary', 'semantic'\]"):
+        evaluate_robustness(model, data, corruptions=["contrast"], severities=(1,), progress=False, task=Depth())
+    assert calls == []
+
+
 # ---------------------------------------------------------------------------- PerSampleCrossEntropy
 def _logits_and_target(ignore: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
