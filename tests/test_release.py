@@ -12,6 +12,7 @@ the ``build`` or ``twine`` package is missing (both are in the ``dev`` extra).
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import site
 import subprocess
@@ -38,7 +39,8 @@ def _declared_version() -> str:
 
 
 def _run(*cmd: str | Path, cwd: Path, timeout: int = 240) -> str:
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the fresh venv sees only its own advcorrupt
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
