@@ -59,8 +59,9 @@ PROFILES: dict[str, dict[str, object]] = {
     # of `random` collapsed; with the warm-up alone seed 1 of `banded` still did). The target pixels
     # weigh 10x inside that BCE term (recipe 3): with the plain mean, `noise` seeds 0 and 2 still
     # collapsed, the background's pull down outweighing the ~0.1% of target pixels ~10 to 1. The model is ACM
-    # + SFIM: over three seeds it beat ACM by 2.4 points of mean corrupted IoU at 1.21x the training
-    # time (docs/results.md); the issue-9 grid itself is ACM (--model acm).
+    # + SFIM: over three seeds it beat ACM by 2.4 points of mean corrupted IoU under recipe 2 and by
+    # 1.0 (3 of 3 seeds) under recipe 3, at 1.21x the training time (docs/results.md); the issue-9
+    # grid itself is ACM (--model acm).
     "quick": dict(model="sfim_acm", epochs=80, batch_size=8, patch_size=256, lr=5e-3, warmup_epochs=5, bce_weight=1.0,
                   bce_pos_weight=10.0, policy_lr=1e-2, eval_every=20),
     # The paper's recipe (for a GPU): Adam 5e-4, policy SGD 1e-4, Soft-IoU, lambda 1, 256 patches, batch 16.
