@@ -14,7 +14,7 @@ import math
 import os
 import statistics
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -263,19 +263,36 @@ class RobustnessReport:
         Returns:
             ``{"markdown", "csv", "json", "heatmap"}`` -> paths.
         """
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        names = {"markdown": f"{stem}.md", "csv": f"{stem}.csv", "json": f"{stem}.json", "heatmap": f"{stem}_iou.png"}
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
-            staged = Path(tmp)
-            (staged / names["markdown"]).write_text(self.to_markdown())
-            self.to_csv(staged / names["csv"])
-            self.to_json(staged / names["json"])
-            self.plot_heatmap(staged / names["heatmap"])
-            folder.mkdir(exist_ok=True)
-            for name in names.values():
-                os.replace(staged / name, folder / name)
-        return {key: folder / name for key, name in names.items()}
+        return write_staged(folder, {
+            "markdown": (f"{stem}.md", lambda path: path.write_text(self.to_markdown())),
+            "csv": (f"{stem}.csv", self.to_csv),
+            "json": (f"{stem}.json", self.to_json),
+            "heatmap": (f"{stem}_iou.png", self.plot_heatmap),
+        })
+
+
+def write_staged(folder: str | Path, files: Mapping[str, tuple[str, Callable[[Path], object]]]) -> dict[str, Path]:
+    """Write a report's files into a hidden sibling folder, then move each into ``folder``.
+
+    A failure while writing leaves ``folder`` as it was (no half-written report).
+
+    Args:
+        folder: the destination, created if missing.
+        files: key -> (file name, writer called with the staged path).
+
+    Returns:
+        key -> the file's final path.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
+        staged = Path(tmp)
+        for name, write in files.values():
+            write(staged / name)
+        folder.mkdir(exist_ok=True)
+        for name, _ in files.values():
+            os.replace(staged / name, folder / name)
+    return {key: folder / name for key, (name, _) in files.items()}
 
 
 def _task_name(data: Mapping[str, Any]) -> str:

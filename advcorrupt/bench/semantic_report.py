@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .report import _find_setting, _float, _mean, _nan_to_none, _ratio, _task_name
+from .report import _find_setting, _float, _mean, _nan_to_none, _ratio, _task_name, write_staged
 
 if TYPE_CHECKING:
     from ..tasks import SemanticTask
@@ -351,21 +349,13 @@ class SemanticRobustnessReport:
         Returns:
             ``{"markdown", "csv", "json", "heatmap", "class_heatmap"}`` -> paths.
         """
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        names = {"markdown": f"{stem}.md", "csv": f"{stem}.csv", "json": f"{stem}.json",
-                 "heatmap": f"{stem}_miou.png", "class_heatmap": f"{stem}_class_iou_drop.png"}
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as tmp:
-            staged = Path(tmp)
-            (staged / names["markdown"]).write_text(self.to_markdown())
-            self.to_csv(staged / names["csv"])
-            self.to_json(staged / names["json"])
-            self.plot_heatmap(staged / names["heatmap"])
-            self.plot_class_heatmap(staged / names["class_heatmap"])
-            folder.mkdir(exist_ok=True)
-            for name in names.values():
-                os.replace(staged / name, folder / name)
-        return {key: folder / name for key, name in names.items()}
+        return write_staged(folder, {
+            "markdown": (f"{stem}.md", lambda path: path.write_text(self.to_markdown())),
+            "csv": (f"{stem}.csv", self.to_csv),
+            "json": (f"{stem}.json", self.to_json),
+            "heatmap": (f"{stem}_miou.png", self.plot_heatmap),
+            "class_heatmap": (f"{stem}_class_iou_drop.png", self.plot_class_heatmap),
+        })
 
 
 def _class_names(names: Sequence[str] | None, num_classes: int) -> tuple[str, ...] | None:
