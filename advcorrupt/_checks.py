@@ -73,7 +73,8 @@ def _describe(x: Tensor, argname: str, low: float, high: float, lo: float, hi: f
     xd = x.detach()
     n_nan, n_inf = int(torch.isnan(xd).sum()), int(torch.isinf(xd).sum())
     finite = xd[torch.isfinite(xd)]
-    rng = f"[{float(finite.min()):.6g}, {float(finite.max()):.6g}]" if finite.numel() else "none"
+    # repr, not a short format: 1 + 1 ulp must not print as 1 in a message about leaving [0, 1]
+    rng = f"[{float(finite.min())!r}, {float(finite.max())!r}]" if finite.numel() else "none"
     wanted = "finite values" if math.isinf(low) and math.isinf(high) else f"finite values in [{low:g}, {high:g}]"
     found = []
     if n_nan:

@@ -563,3 +563,28 @@ def test_real_camvid_splits_sizes_shapes_and_labels() -> None:
             assert mask.shape == (180, 240) and mask.dtype == torch.int64
             assert 0.0 <= float(image.min()) < float(image.max()) <= 1.0
             assert 0 <= int(mask.min()) and int(mask.max()) <= 11
+
+
+def test_resizing_keeps_a_0_1_image_inside_0_1_on_one_thread() -> None:
+    # torch's one-thread bilinear kernel rounds to 1 + 1 ulp next to saturated 8-bit pixels at these
+    # sizes; without the clamp the trainer refuses the crop ("images must hold values in [0, 1]").
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(3, 180, 240, generator=g) * 255).round() / 255
+    image[:, :40] = 1.0
+    labels = torch.zeros(180, 240, dtype=torch.int64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for h in (110, 140, 155, 165, 175, 305, 345, 350):
+            out, _ = resize_pair(image, labels, (h, round(h * 4 / 3)))
+            assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0, h
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_range_error_shows_a_value_one_ulp_above_1_as_such() -> None:
+    from advcorrupt.corruptions import corrupt
+
+    x = torch.full((1, 3, 8, 8), 1.0).nextafter(torch.tensor(2.0))
+    with pytest.raises(ValueError, match=r"finite range \[1\.0000001\d*, 1\.0000001\d*\]"):
+        corrupt(x, "gaussian_noise", 1)

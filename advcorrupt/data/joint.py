@@ -96,7 +96,11 @@ def resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) 
     lead, (h, w) = image.shape[:-3], image.shape[-2:]
     if (h, w) == tuple(size):
         return image, mask
+    lo, hi = torch.aminmax(image.detach())
     image = F.interpolate(image.reshape(-1, *image.shape[-3:]), size=size, mode="bilinear", align_corners=False)
+    # Bilinear weights sum to one, but torch's one-thread kernel rounds to 1 + 1 ulp next to a
+    # saturated pixel: clamp back to the input's own range so a [0, 1] image stays in [0, 1].
+    image = image.clamp_(lo, hi)
     # Nearest is separable: resample the row and column *indices* with torch's own rule, then gather
     # the labels, so they keep their dtype and exact values (no float round trip; any device).
     rows = torch.arange(h, dtype=torch.float32, device=mask.device).view(1, 1, h, 1)
