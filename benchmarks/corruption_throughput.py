@@ -15,6 +15,9 @@ One run measures, on the same machine and in the same process:
   ``ImageCompression``) on numpy arrays prepared in advance (the tensor <-> numpy conversion is
   not timed, which favours albumentations), and kornia's batched function where it has the op.
 
+``--channels 3 --size 180 240`` times RGB batches (the CamVid case: 16 x 3 x 180 x 240);
+albumentations then gets ``(H, W, 3)`` arrays.
+
 It prints ms per batch (median over repeats after warm-up) and the ratio
 advcorrupt / albumentations (below 1 means advcorrupt is faster).
 
@@ -27,8 +30,8 @@ order of magnitude; measure on an idle machine or with ``--threads 1`` there.
 bf16 + channels_last training step hands the corruptions); albumentations always gets float32.
 
 Usage:
-    python benchmarks/corruption_throughput.py [--device cuda] [--batch 16] [--size 256]
-        [--severity 3] [--repeats 15] [--threads N] [--bf16] [--channels-last]
+    python benchmarks/corruption_throughput.py [--device cuda] [--batch 16] [--size 256 | --size H W]
+        [--channels 1|3] [--severity 3] [--repeats 15] [--threads N] [--bf16] [--channels-last]
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ def kornia_ops(severity: int, batch: int, device: torch.device) -> dict[str, Cal
         "contrast": lambda x: kornia.enhance.adjust_contrast_with_mean_subtraction(x, full(lv("contrast")[0])),
         # kornia's JPEG takes RGB only: gray is fed as 3 equal channels (more work than C=1).
         "jpeg_compression": lambda x: kornia.enhance.jpeg_codec_differentiable(
-            x.expand(-1, 3, -1, -1), full(lv("jpeg_compression")[0])
+            x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x, full(lv("jpeg_compression")[0])
         ),
     }
 
@@ -167,7 +170,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--size", type=int, nargs="+", default=[256], help="square side, or H W")
+    ap.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 (infrared) or 3 (RGB)")
     ap.add_argument("--severity", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
@@ -179,6 +183,9 @@ def main() -> None:
     ap.add_argument("--count-ops", action="store_true",
                     help="only count the ops of a mixed batch per sync-free grouping (CPU, no timing)")
     args = ap.parse_args()
+    if len(args.size) not in (1, 2):
+        ap.error(f"--size takes one side or H W; got {args.size}")
+    height, width = args.size[0], args.size[-1]
 
     import cv2
 
@@ -189,13 +196,14 @@ def main() -> None:
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
-    x_cpu = torch.rand(args.batch, 1, args.size, args.size, generator=g) * 0.8 + 0.1
+    x_cpu = torch.rand(args.batch, args.channels, height, width, generator=g) * 0.8 + 0.1
     x = x_cpu.to(device)
     if args.bf16:
         x = x.to(torch.bfloat16)
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    images = [img[0].numpy().copy() for img in x_cpu]  # (H, W) float32 for albumentations
+    # (H, W) or (H, W, 3) float32 for albumentations
+    images = [(img[0] if args.channels == 1 else img.permute(1, 2, 0)).numpy().copy() for img in x_cpu]
     gen = torch.Generator(device=device).manual_seed(0)
     kw = {"repeats": args.repeats, "warmup": args.warmup, "sync": sync}
     if args.count_ops:
@@ -209,7 +217,7 @@ def main() -> None:
         albu = None
     korn = {} if args.no_kornia else kornia_ops(args.severity, args.batch, device)
     print(
-        f"# corruption throughput: batch {args.batch}x1x{args.size}x{args.size}, severity "
+        f"# corruption throughput: batch {args.batch}x{args.channels}x{height}x{width}, severity "
         f"{args.severity}, {x.dtype}, channels_last={args.channels_last}, device {device}, torch threads {torch.get_num_threads()}, "
         f"median of {args.repeats} (ms/batch)"
     )
@@ -252,7 +260,7 @@ def main() -> None:
             print(f"{label:<22}{t_ours:11.2f}{t_albu_mixed:11.2f}{t_ours / t_albu_mixed:8.2f}")
     if albu is not None:
         print(f"# worst single-corruption ratio advcorrupt/albumentations: {worst:.2f}")
-    if "jpeg_compression" in korn:
+    if "jpeg_compression" in korn and args.channels == 1:
         print("# kornia jpeg_compression runs on 3 channels (it accepts RGB only)")
 
 

@@ -10,6 +10,12 @@ Models: ``--model unet`` (segmentation-models-pytorch Unet, ``--encoder``, defau
 any name of :func:`advcorrupt.models.list_models` (e.g. ``dnanet``, deep supervision: the loss
 averages the heads in both variants, as the trainer does).
 
+``--classes K`` (K > 1) times the multi-class case: RGB input (3 channels), a K-class output,
+class-index masks ``(B, H, W)`` with an ignore label K, and per-sample cross-entropy
+(``PerSampleCrossEntropy``, the trainer's semantic default) in both variants. ``--size H W`` sets a
+non-square image (e.g. CamVid's 180 x 240; smp models pad to a multiple of 32 is *not* done here,
+so give sizes divisible by 32 for smp, e.g. 160 224).
+
 Time: median wall time per step over ``--steps`` steps after ``--warmup`` steps (CUDA: with
 ``torch.cuda.synchronize()`` around each step). Peak memory: on CUDA ``torch.cuda.max_memory_allocated``
 after ``reset_peak_memory_stats`` (minus the memory allocated before the first step); on CPU each
@@ -23,6 +29,7 @@ Usage::
     python benchmarks/trainer_overhead.py --device cuda
     python benchmarks/trainer_overhead.py --device cuda --bf16 --channels-last
     python benchmarks/trainer_overhead.py --device cuda --model dnanet --batch 16
+    python benchmarks/trainer_overhead.py --classes 11 --encoder mobilenet_v2 --size 160 224  # CamVid-like
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ def _rss_kib() -> int:
 def _build(args: argparse.Namespace) -> tuple[Any, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     device = torch.device(args.device)
+    channels = 1 if args.classes == 1 else 3
+    height, width = args.size[0], args.size[-1]
     if args.model == "unet":
         import segmentation_models_pytorch as smp
 
-        model = smp.Unet(args.encoder, encoder_weights=None, in_channels=1, classes=1).to(device)
+        model = smp.Unet(args.encoder, encoder_weights=None, in_channels=channels, classes=args.classes).to(device)
     else:
         from advcorrupt.models import create_model
 
@@ -60,13 +69,17 @@ def _build(args: argparse.Namespace) -> tuple[Any, torch.optim.Optimizer, torch.
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, 1, args.size, args.size, generator=g).to(device)
-    y = (torch.rand(args.batch, 1, args.size, args.size, generator=g) > 0.995).float().to(device)
+    x = torch.rand(args.batch, channels, height, width, generator=g).to(device)
+    if args.classes == 1:
+        y = (torch.rand(args.batch, 1, height, width, generator=g) > 0.995).float().to(device)
+    else:  # class indices, about 5% of them the ignore label K
+        y = torch.randint(0, args.classes + 1, (args.batch, height, width), generator=g)
+        y = torch.where(torch.rand(y.shape, generator=g) < 0.05, args.classes, y.clamp(max=args.classes - 1)).to(device)
     return model, opt, x, y
 
 
 def _worker(args: argparse.Namespace) -> dict[str, float]:
-    from advcorrupt.losses import SoftIoULoss
+    from advcorrupt.losses import PerSampleCrossEntropy, SoftIoULoss
     from advcorrupt.policy import ActionSpace
     from advcorrupt.trainer import AdversarialCorruptionTrainer
 
@@ -74,7 +87,8 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
         torch.set_num_threads(args.threads)
     model, opt, x, y = _build(args)
     device = x.device
-    loss_fn = SoftIoULoss(reduction="none")
+    semantic = args.classes > 1
+    loss_fn = PerSampleCrossEntropy(ignore_index=args.classes) if semantic else SoftIoULoss(reduction="none")
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else None
 
     if args.mode == "plain":
@@ -103,6 +117,7 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
             model, opt, action_space=ActionSpace(), strategy=args.strategy, generator=gen,
             autocast_dtype=torch.bfloat16 if args.bf16 else None,
             skip_non_finite=not args.no_skip_check, cuda_graphs=not args.no_graphs,
+            **({"num_classes": args.classes, "ignore_index": args.classes} if semantic else {}),
         )
 
         def step() -> None:
@@ -163,7 +178,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--model", default="unet", help="unet (smp, --encoder) or an advcorrupt model name")
     p.add_argument("--encoder", default="resnet18")
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, nargs="+", default=[256], help="square side, or H W")
+    p.add_argument("--classes", type=int, default=1,
+                   help="1: binary, 1-channel input, SoftIoU; K > 1: RGB input, K classes + ignore label K, cross-entropy")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -178,6 +195,10 @@ def main() -> None:
                    help="count the ATen ops of one step per variant instead of timing (any machine; use a small --size)")
     p.add_argument("--mode", choices=["plain", "trainer"], help=argparse.SUPPRESS)
     args = p.parse_args()
+    if len(args.size) not in (1, 2) or args.classes < 1:
+        p.error(f"--size takes one side or H W and --classes is >= 1; got --size {args.size} --classes {args.classes}")
+    if args.classes > 1 and args.model != "unet":
+        p.error(f"--classes > 1 needs --model unet (the zoo models are binary); got --model {args.model}")
     if args.mode:
         print(json.dumps(_worker(args)))
         return
@@ -193,7 +214,8 @@ def main() -> None:
         return
     mem = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS delta"
     name = f"Unet({args.encoder})" if args.model == "unet" else args.model
-    print(f"{name} {args.size}x{args.size}, B={args.batch} (2B={2 * args.batch} per forward), "
+    kind = "binary, 1 channel" if args.classes == 1 else f"{args.classes} classes, RGB"
+    print(f"{name} {args.size[0]}x{args.size[-1]} ({kind}), B={args.batch} (2B={2 * args.batch} per forward), "
           f"device={args.device}, bf16={args.bf16}, channels_last={args.channels_last}, median of {args.steps} steps after {args.warmup} warm-up")
     print(f"| step | time / step (s) | peak memory (MiB, {mem}) |")
     print("|---|---|---|")
