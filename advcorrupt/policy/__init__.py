@@ -1,8 +1,9 @@
 """The adversary: action space, policy network and its heads, REINFORCE updater, named adversaries
-and sampling strategies."""
+sampling strategies, and a diagnostic of how much a policy depends on the image."""
 
 from .action_space import GROUPINGS, ActionSpace
 from .adversaries import DEFAULT_ADVERSARY, Adversary, get_adversary, list_adversaries, register_adversary
+from .diagnostics import image_dependence
 from .heads import FlatHead, HierarchicalHead
 from .network import PolicyNetwork
 from .reinforce import PolicySample, Reinforce, sample_categorical
@@ -37,6 +38,7 @@ __all__ = [
     "Reinforce",
     "Strategy",
     "get_adversary",
+    "image_dependence",
     "list_adversaries",
     "make_strategy",
     "register_adversary",
