@@ -14,7 +14,8 @@ at the native size (binary: ``sigmoid`` then IoU/nIoU/Pd/Fa; semantic: argmax th
 matrix; :mod:`advcorrupt.bench.scoring`). :func:`evaluate` makes one such pass;
 :func:`evaluate_robustness` makes the clean pass and one per setting and returns a
 :class:`~advcorrupt.bench.RobustnessReport` (binary) or a
-:class:`~advcorrupt.bench.SemanticRobustnessReport` (semantic).
+:class:`~advcorrupt.bench.SemanticRobustnessReport` (semantic), built by :func:`robustness_report`
+(which also serves the corrupted copies on disk of ``advcorrupt corrupt-dataset``).
 """
 
 from __future__ import annotations
@@ -436,14 +437,65 @@ def evaluate_robustness(
     finally:
         if bar is not None:
             bar.close()
+    assert scoring.task is not None  # settled by the clean pass
+    return robustness_report(
+        clean, passes, task=scoring.task, threshold=threshold, dataset=dataset, corruptions=names, severities=sevs,
+        seed=seed, model=model, model_name=model_name, dataset_name=dataset_name,
+    )
+
+
+def robustness_report(
+    clean: dict[str, Any],
+    passes: Sequence[tuple[str, int, dict[str, Any]]],
+    *,
+    task: Task,
+    threshold: float,
+    dataset: Dataset[Any],
+    corruptions: Sequence[str],
+    severities: Sequence[int],
+    seed: int,
+    model: Callable[..., Any],
+    model_name: str | None = None,
+    dataset_name: str | None = None,
+) -> RobustnessReport | SemanticRobustnessReport:
+    """The report of a benchmark run from its passes: what :func:`evaluate_robustness` returns.
+
+    Shared by every way of running the passes (in memory here; from corrupted copies on disk in
+    :func:`advcorrupt.cli.corrupt_dataset.evaluate_corrupted_root`), so both give the same fields.
+
+    Args:
+        clean: the clean pass's metrics (:func:`evaluate`'s result).
+        passes: ``(corruption, severity, metrics)`` per setting, corruption-major.
+        task: the settled task; its name picks the report kind (binary: RCE per setting; semantic:
+            the classes, their names from ``dataset``'s ``class_names``).
+        threshold: the binary metrics' threshold, recorded in a binary report.
+        dataset: the clean test set (its size; its ``class_names`` if any).
+        corruptions: names, in evaluation order.
+        severities: levels evaluated.
+        seed: the benchmark seed.
+        model: the model (its label when ``model_name`` is None).
+        model_name: label of the report (default: the model's class or function name).
+        dataset_name: label of the test set (default: the dataset's class name).
+
+    Returns:
+        A :class:`RobustnessReport` (binary) or a :class:`~advcorrupt.bench.SemanticRobustnessReport`.
+
+    Example:
+        >>> from advcorrupt.tasks import BinaryTask
+        >>> m = {"iou": 0.5, "niou": 0.5, "pd": 1.0, "fa": 0.0}
+        >>> r = robustness_report(m, [("contrast", 1, {**m, "iou": 0.25})], task=BinaryTask(), threshold=0.5,
+        ...     dataset=[None] * 3, corruptions=["contrast"], severities=[1], seed=0, model=len)
+        >>> type(r).__name__, r.results[0].rce, r.num_images, r.model_name
+        ('RobustnessReport', 0.5, 3, 'len')
+    """
     common: dict[str, Any] = dict(
-        corruptions=tuple(names), severities=tuple(int(s) for s in sevs), seed=int(seed), num_images=n,
+        corruptions=tuple(corruptions), severities=tuple(int(s) for s in severities), seed=int(seed),
+        num_images=len(dataset),  # type: ignore[arg-type]
         model_name=model_name if model_name is not None else _model_label(model),
         dataset_name=dataset_name if dataset_name is not None else type(dataset).__name__,
     )
-    assert scoring.task is not None  # settled by the clean pass
-    kind = report_kind(scoring.task.name)  # the benchmark's registry: which report each task gets
-    return kind.build(clean, passes, task=scoring.task, threshold=threshold, dataset=dataset, **common)
+    kind = report_kind(task.name)  # the benchmark's registry: which report each task gets
+    return kind.build(clean, list(passes), task=task, threshold=threshold, dataset=dataset, **common)
 
 
 def _check_settings(corruptions: Sequence[str] | None, severities: Sequence[int]) -> tuple[list[str], list[int]]:
