@@ -1,13 +1,22 @@
-"""Corrupted copies of an ISTD dataset on disk, ImageNet-C style: writing them and evaluating on them.
+"""Corrupted copies of a dataset on disk, ImageNet-C style: writing them and evaluating on them.
 
-``write_corrupted_dataset(SRC, DST, ...)`` writes ``DST/<corruption>/<severity>/`` in the standard
-ISTD layout (``images/``, ``masks/``, ``img_idx/``): every image listed in a split file corrupted and
-saved as an 8-bit gray PNG at its own size, ``masks/`` and ``img_idx/`` copied unchanged, plus
-``DST/corruptions.json`` describing the set. Image ``i`` of a split is corrupted exactly as the
-in-memory benchmark corrupts it (:class:`advcorrupt.benchmark.CorruptedDataset`, generator seeded
-by :func:`advcorrupt.benchmark.corruption_seed` with its index in the split), so ``advcorrupt bench
---corrupted-root DST`` reproduces ``advcorrupt bench`` up to the 8-bit rounding of the saved PNGs.
-Test splits are written first: an image listed in a test and a train split keeps its test version.
+``write_corrupted_dataset(SRC, DST, ...)`` writes ``DST/<corruption>/<severity>/`` in ``SRC``'s own
+layout, which it recognises (:mod:`advcorrupt.cli._corrupted_layouts`):
+
+- ISTD (``images/``, ``masks/``, ``img_idx/``): every image listed in a split file corrupted and saved
+  as an 8-bit gray PNG at its own size, ``masks/`` and ``img_idx/`` copied unchanged; test splits are
+  written first, so an image listed in a test and a train split keeps its test version;
+- CamVid / SegNet (``test/`` + ``testannot/``, ``val/`` + ``valannot/``, ``train/`` + ``trainannot/``,
+  the splits present): every image of every split corrupted and saved as an 8-bit RGB PNG with its
+  file name, the ``<split>annot/`` label folders copied unchanged;
+
+plus ``DST/corruptions.json`` describing the set (its ``"layout"``: ``"istd"`` or ``"segnet"``; a
+manifest without one is an ISTD copy). Image ``i`` of a split is corrupted exactly as the in-memory
+benchmark corrupts it (:class:`advcorrupt.benchmark.CorruptedDataset`, generator seeded by
+:func:`advcorrupt.benchmark.corruption_seed` with its index in the split), so ``advcorrupt bench
+--corrupted-root DST`` reproduces ``advcorrupt bench`` up to the 8-bit rounding of the saved PNGs:
+:func:`evaluate_corrupted_root` builds the same report (binary: IoU/nIoU/Pd/Fa/RCE; semantic:
+mIoU/aAcc/mAcc, per-class IoU, mPC, rPC) with :func:`advcorrupt.bench.evaluation.robustness_report`.
 
 Everything is written into a hidden temporary folder beside ``DST`` and renamed to ``DST`` when
 complete, so an interrupted run never leaves a half-written dataset.
@@ -21,12 +30,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._corrupted_layouts import LAYOUTS, find_source, read_setting, write_setting
 
 __all__ = ["MANIFEST", "evaluate_corrupted_root", "write_corrupted_dataset"]
 
@@ -52,20 +62,6 @@ def _check_settings(corruptions: Sequence[str] | None, severities: Sequence[int]
     return names, sevs
 
 
-def _source_splits(src: Path) -> list[tuple[str, str]]:
-    """``(split, name)`` of every ``img_idx/{test,train}_<name>.txt`` in ``src``, test splits first."""
-    missing = [d for d in ("images", "masks", "img_idx") if not (src / d).is_dir()]
-    if missing:
-        raise FileNotFoundError(
-            f"src {src} lacks the ISTD layout: missing {', '.join(d + '/' for d in missing)} (expected images/, "
-            "masks/, img_idx/train_<NAME>.txt, img_idx/test_<NAME>.txt)"
-        )
-    splits = [(split, f.stem[len(split) + 1 :]) for split in ("test", "train") for f in sorted((src / "img_idx").glob(f"{split}_*.txt"))]
-    if not splits:
-        raise FileNotFoundError(f"src {src} has no split file: expected img_idx/test_<NAME>.txt and/or img_idx/train_<NAME>.txt")
-    return splits
-
-
 def _prepare_destination(dst: Path, overwrite: bool) -> Path:
     if dst.exists() and not dst.is_dir():
         raise FileExistsError(f"dst {dst} exists and is not a folder")
@@ -86,23 +82,6 @@ def _save_png(image: Any, path: Path) -> None:
     Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)).save(path)
 
 
-def _write_setting(folder: Path, src: Path, datasets: list[Any], corruption: str, severity: int, seed: int, bar: Any) -> None:
-    from ..benchmark import CorruptedDataset
-
-    (folder / "images").mkdir(parents=True)
-    shutil.copytree(src / "masks", folder / "masks")
-    shutil.copytree(src / "img_idx", folder / "img_idx")
-    written: set[str] = set()
-    for ds in datasets:
-        view = CorruptedDataset(ds, corruption, severity, seed=seed)
-        for i, stem in enumerate(ds.names):
-            if stem not in written:
-                _save_png(view[i][0], folder / "images" / f"{stem}.png")
-                written.add(stem)
-            if bar is not None:
-                bar.update(1)
-
-
 def write_corrupted_dataset(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -113,10 +92,11 @@ def write_corrupted_dataset(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write ``dst/<corruption>/<severity>/`` copies of the ISTD dataset ``src``.
+    """Write ``dst/<corruption>/<severity>/`` copies of the ISTD or CamVid / SegNet-layout dataset ``src``.
 
     Args:
-        src: dataset folder in the standard ISTD layout.
+        src: dataset folder in the standard ISTD layout (``images/``, ``masks/``, ``img_idx/``) or in
+            CamVid's SegNet layout (``<split>/`` + ``<split>annot/`` for test, val and/or train).
         dst: output folder; must not exist or be empty unless ``overwrite``.
         corruptions: registered names (default: all); an unknown name is a ``KeyError`` listing the valid ones.
         severities: levels (default 1-5), each within every corruption's level table.
@@ -127,31 +107,31 @@ def write_corrupted_dataset(
     Returns:
         ``dst`` as a :class:`~pathlib.Path`.
 
+    Raises:
+        FileNotFoundError: ``src`` has neither layout (the message names what each one misses).
+        FileExistsError: ``dst`` is not empty and ``overwrite`` is False.
+
     Example:
         >>> write_corrupted_dataset("data/NUAA-SIRST", "data/NUAA-SIRST-C", severities=(1, 3))  # doctest: +SKIP
+        >>> write_corrupted_dataset("../shared/data/CamVid", "data/CamVid-C", severities=(1, 3))  # doctest: +SKIP
     """
     from .._progress import progress_bar
-    from ..data import ISTDDataset
 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve() or dst.resolve() in src.resolve().parents:
         raise ValueError(f"dst must be outside src; got src {src} and dst {dst}")
     names, sevs = _check_settings(corruptions, severities)
-    splits = _source_splits(src)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # size mismatches etc. are the dataset's own business here
-        datasets = [ISTDDataset(src, split, name=name, cache=True) for split, name in splits]
+    source = find_source(src)
     tmp = _prepare_destination(dst, overwrite)
-    total = sum(len(ds) for ds in datasets) * len(names) * len(sevs)
-    bar = progress_bar(total=total, desc="corrupt-dataset", unit="img", enabled=progress)
+    bar = progress_bar(total=source.num_images * len(names) * len(sevs), desc="corrupt-dataset", unit="img", enabled=progress)
     try:
         for name in names:
             for s in sevs:
                 if bar is not None:
                     bar.set_description(f"{name}@{s}")
-                _write_setting(tmp / name / str(s), src, datasets, name, s, seed, bar)
+                write_setting(tmp / name / str(s), src, source, name, s, seed=seed, save=_save_png, bar=bar)
         manifest = {"source": str(src.resolve()), "seed": int(seed), "corruptions": names, "severities": sevs,
-                    "splits": [f"{a}_{b}" for a, b in splits], "format": "8-bit gray PNG"}
+                    "layout": source.layout, "splits": list(source.splits), "format": LAYOUTS[source.layout]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,6 +145,81 @@ def write_corrupted_dataset(
     return dst
 
 
+def read_manifest(root: Path) -> dict[str, Any]:
+    """``root``'s manifest; ``"layout"`` is ``"istd"`` when absent (written before the SegNet layout existed)."""
+    if not (root / MANIFEST).is_file():
+        raise FileNotFoundError(f"corrupted root {root} has no {MANIFEST}: write it with `advcorrupt corrupt-dataset`")
+    manifest: dict[str, Any] = json.loads((root / MANIFEST).read_text())
+    manifest.setdefault("layout", "istd")
+    if manifest["layout"] not in LAYOUTS:
+        raise ValueError(f"{root / MANIFEST} has layout {manifest['layout']!r}; expected one of {sorted(LAYOUTS)}")
+    return manifest
+
+
+#: The layout of a corrupted copy of each ``advcorrupt train --dataset`` kind (a ``folder`` dataset has none).
+_DATASET_LAYOUTS = {"istd": "istd", "camvid": "segnet"}
+_LAYOUT_LABELS = {"istd": "ISTD layout (images/, masks/, img_idx/)",
+                  "segnet": "CamVid / SegNet layout (<split>/, <split>annot/)"}
+
+
+def check_root_layout(root: str | os.PathLike[str], dataset: str) -> str:
+    """The layout of the corrupted ``root``, which must be the one of a run on ``dataset`` (``"istd"``, ``"camvid"``).
+
+    Raises:
+        ValueError: the layouts disagree (e.g. an ISTD copy for a CamVid checkpoint); the message names both.
+        FileNotFoundError: ``root`` has no manifest.
+    """
+    layout = read_manifest(Path(root))["layout"]
+    expected = _DATASET_LAYOUTS.get(dataset)
+    if layout != expected:
+        wanted = (f"whose copies have the {_LAYOUT_LABELS[expected]}" if expected is not None
+                  else "of which `advcorrupt corrupt-dataset` writes no copy (it knows the ISTD and the CamVid / SegNet layouts)")
+        raise ValueError(
+            f"corrupted root {root} holds a copy in the {_LAYOUT_LABELS[layout]}, but the checkpoint's dataset is "
+            f"{dataset!r}, {wanted}: corrupt the checkpoint's own dataset with `advcorrupt corrupt-dataset`, or leave "
+            f"--corrupted-root out"
+        )
+    return layout
+
+
+def _root_settings(root: Path, manifest: dict[str, Any], corruptions: Sequence[str] | None,
+                   severities: Sequence[int] | None) -> tuple[list[str], list[int]]:
+    names = list(manifest["corruptions"]) if corruptions is None else list(corruptions)
+    unknown = [n for n in names if n not in manifest["corruptions"]]
+    if unknown:
+        raise KeyError(f"corruptions {unknown} are not in {root}; it holds: {', '.join(manifest['corruptions'])}")
+    sevs = [s for s in manifest["severities"] if severities is None or s in severities]
+    if not sevs:
+        raise ValueError(f"severities must include a level of {root}; it holds {manifest['severities']}, got {list(severities or [])}")
+    return names, sevs
+
+
+def _root_task(root: Path, layout: str, task: Any, clean: Any) -> Any:
+    """ISTD: the given task (None or binary). SegNet: a semantic task with known classes (the clean set's by default)."""
+    from ..bench.scoring import given_task
+
+    name = getattr(task, "name", task)
+    wanted = "binary" if layout == "istd" else "semantic"
+    if name not in (None, wanted):
+        raise ValueError(f"task must be {wanted!r} (or None) for the corrupted root {root} in the {_LAYOUT_LABELS[layout]}; got {name!r}")
+    if layout == "istd":
+        return task
+    resolved = given_task(task if task is not None else "semantic", num_classes=None, ignore_index=None, dataset=clean)
+    if getattr(resolved, "num_classes", None) is None:
+        raise ValueError(f"the classes of {root} are unknown: pass task=SemanticTask(num_classes=K, ignore_index=...) or a "
+                         f"clean dataset with num_classes (e.g. advcorrupt.data.CamVid); got task={task!r}")
+    return resolved
+
+
+def _root_split(root: Path, manifest: dict[str, Any], split: str | None, clean: Any) -> str:
+    if manifest["layout"] == "istd":
+        return "test"
+    split = split if split is not None else getattr(clean, "split", "test")
+    if split not in manifest["splits"]:
+        raise ValueError(f"split must be one of the splits of {root} ({', '.join(manifest['splits'])}); got {split!r}")
+    return split
+
+
 def evaluate_corrupted_root(
     model: Any,
     root: str | os.PathLike[str],
@@ -173,50 +228,66 @@ def evaluate_corrupted_root(
     corruptions: Sequence[str] | None = None,
     severities: Sequence[int] | None = None,
     dataset_name: str | None = None,
+    split: str | None = None,
+    task: Any = None,
     progress: bool = False,
     model_name: str | None = None,
     **evaluate_kwargs: Any,
 ) -> Any:
-    """A :class:`~advcorrupt.benchmark.RobustnessReport` from a folder written by :func:`write_corrupted_dataset`.
+    """The robustness report of ``model`` on a folder written by :func:`write_corrupted_dataset`.
+
+    The same report :func:`advcorrupt.benchmark.evaluate_robustness` returns for the clean set and
+    the folder's seed: a :class:`~advcorrupt.benchmark.RobustnessReport` for an ISTD copy, a
+    :class:`~advcorrupt.bench.SemanticRobustnessReport` (mIoU / aAcc / mAcc / per-class IoU per
+    setting, mPC, rPC) for a CamVid / SegNet copy.
 
     Args:
-        model: the detector (as for :func:`advcorrupt.benchmark.evaluate`).
+        model: the model (as for :func:`advcorrupt.benchmark.evaluate`).
         root: the ``corrupt-dataset`` output folder.
-        clean: the clean test dataset (the reference of RCE).
+        clean: the clean split (the reference of RCE / rPC; its ``class_names`` name the classes).
         corruptions: evaluate only these (default: all in ``root``); each must be in ``root``.
         severities: evaluate only these levels of ``root`` (default: all); at least one must be there.
-        dataset_name: split name ``img_idx/test_<NAME>.txt`` (inferred when unique).
+        dataset_name: ISTD only: split name ``img_idx/test_<NAME>.txt`` (inferred when unique).
+        split: SegNet only: the split to read (default: ``clean.split``, else ``"test"``); ISTD copies
+            are read at their test split.
+        task: ISTD: ``None`` (inferred, binary) or ``"binary"`` / a binary task. SegNet: ``"semantic"``
+            or a :class:`~advcorrupt.tasks.SemanticTask` with ``num_classes`` (default: the clean
+            set's ``num_classes`` and ``ignore_index``, e.g. CamVid's 11 and 11).
         progress: one progress line per setting.
         model_name: label of the report.
         **evaluate_kwargs: ``preprocess``, ``device``, ``threshold``, ``batch_size``, ``pad_to``.
 
     Returns:
         The report; its ``seed`` is the one the folder was written with.
+
+    Raises:
+        ValueError: a task that is not the layout's, a split the folder lacks, or a SegNet split
+            whose images are not the clean set's.
+
+    Example:
+        >>> from advcorrupt.data import CamVid
+        >>> report = evaluate_corrupted_root(model, "data/CamVid-C", clean=CamVid("../shared/data/CamVid", "test"),
+        ...                                  preprocess=normalize)  # doctest: +SKIP
     """
-    from ..benchmark import METRIC_KEYS, RobustnessReport, SettingResult, _safe_rce, evaluate
-    from ..data import ISTDDataset
-    from ..metrics import rce
+    from ..bench.evaluation import evaluate, robustness_report
+    from ..tasks import BinaryTask
 
     root = Path(root)
-    if not (root / MANIFEST).is_file():
-        raise FileNotFoundError(f"corrupted root {root} has no {MANIFEST}: write it with `advcorrupt corrupt-dataset`")
-    manifest = json.loads((root / MANIFEST).read_text())
-    names = list(manifest["corruptions"]) if corruptions is None else list(corruptions)
-    unknown = [n for n in names if n not in manifest["corruptions"]]
-    if unknown:
-        raise KeyError(f"corruptions {unknown} are not in {root}; it holds: {', '.join(manifest['corruptions'])}")
-    sevs = [s for s in manifest["severities"] if severities is None or s in severities]
-    if not sevs:
-        raise ValueError(f"severities must include a level of {root}; it holds {manifest['severities']}, got {list(severities or [])}")
-    clean_m = evaluate(model, clean, progress=progress, **evaluate_kwargs)
-    results = []
+    manifest = read_manifest(root)
+    layout = manifest["layout"]
+    names, sevs = _root_settings(root, manifest, corruptions, severities)
+    task = _root_task(root, layout, task, clean)
+    split = _root_split(root, manifest, split, clean)
+    clean_m = evaluate(model, clean, task=task, progress=progress, **evaluate_kwargs)
+    passes = []
     for name in names:
         for s in sevs:
-            ds = ISTDDataset(root / name / str(s), "test", name=dataset_name)
-            m = evaluate(model, ds, progress=progress, **evaluate_kwargs)
-            results.append(SettingResult(name, int(s), *(m[k] for k in METRIC_KEYS), rce=_safe_rce(rce, clean_m["iou"], m["iou"])))
-    return RobustnessReport(
-        clean=clean_m, results=tuple(results), corruptions=tuple(names), severities=tuple(sevs),
-        seed=int(manifest["seed"]), num_images=len(clean), model_name=model_name or type(model).__name__,
-        dataset_name=root.name, threshold=float(evaluate_kwargs.get("threshold", 0.5)),
+            folder = root / name / str(s)
+            ds = read_setting(folder, layout, split=split, dataset_name=dataset_name, task=task, clean=clean)
+            passes.append((name, int(s), evaluate(model, ds, task=task, progress=progress, **evaluate_kwargs)))
+    return robustness_report(
+        clean_m, passes, task=task if task is not None else BinaryTask(),
+        threshold=float(evaluate_kwargs.get("threshold", 0.5)), dataset=clean, corruptions=names, severities=sevs,
+        seed=int(manifest["seed"]), model=model, model_name=model_name,
+        dataset_name=root.name if layout == "istd" else f"{root.name} ({split})",
     )

@@ -3,6 +3,7 @@
 Example:
     $ advcorrupt bench --checkpoint runs/a runs/b --labels balistd,random --severities 1,3
     $ advcorrupt bench --checkpoint runs/camvid --severities 1,3   # a semantic run: its CamVid test split
+    $ advcorrupt bench --checkpoint runs/camvid --corrupted-root data/CamVid-C   # copies from `advcorrupt corrupt-dataset`
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "folder of comparison.md (default: ./bench_comparison), each report going to "
                    "<checkpoint folder>/bench")
     p.add_argument("--corrupted-root", default=None,
-                   help="read the corrupted test sets from a `advcorrupt corrupt-dataset` folder (its seed) instead of corrupting in memory")
+                   help="read the corrupted test sets from a `advcorrupt corrupt-dataset` folder (its seed) instead of "
+                   "corrupting in memory: an ISTD-layout copy for an ISTD run, a CamVid / SegNet-layout copy for a "
+                   "CamVid run (its --split)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -119,19 +122,14 @@ def _evaluate_checkpoint(args: argparse.Namespace, ckpt: Path, device: str) -> A
     model, config, test, preprocess = _load_for_bench(args, ckpt, device)
     label = f"{config.model} ({config.strategy})"
     task = run_task(config)
-    if args.corrupted_root is not None and config.dataset != "istd":  # corrupt-dataset writes ISTD layouts only
-        raise _BenchError(
-            "--corrupted-root reads ISTD-layout copies written by `advcorrupt corrupt-dataset`, which has no "
-            "semantic (CamVid / folder) form yet; leave --corrupted-root out: bench corrupts the test split in "
-            "memory, seeded"
-        )
-    if args.corrupted_root is not None:  # folders written by `advcorrupt corrupt-dataset`
-        from ._corrupted_root import evaluate_corrupted_root
+    if args.corrupted_root is not None:  # folders written by `advcorrupt corrupt-dataset` (ISTD or SegNet layout)
+        from ._corrupted_root import check_root_layout, evaluate_corrupted_root
 
         try:
+            check_root_layout(args.corrupted_root, config.dataset)  # an ISTD copy for a CamVid run, or the reverse
             return evaluate_corrupted_root(
                 model, args.corrupted_root, clean=test, corruptions=args.corruptions, severities=args.severities,
-                dataset_name=args.dataset_name, preprocess=preprocess, device=device,
+                dataset_name=args.dataset_name, split=args.split, task=task, preprocess=preprocess, device=device,
                 progress=not args.no_progress, model_name=label,
             )
         except (ValueError, KeyError, FileNotFoundError) as e:

@@ -1,10 +1,13 @@
-"""``advcorrupt corrupt-dataset``: write corrupted copies of an ISTD dataset (``DST/<corruption>/<severity>/``).
+"""``advcorrupt corrupt-dataset``: corrupted copies of an ISTD or a CamVid / SegNet-layout dataset.
 
-The work is done by :func:`write_corrupted_dataset` (re-exported here with
+``DST/<corruption>/<severity>/`` has the source's layout: ISTD (``images/``, ``masks/``,
+``img_idx/``; 8-bit gray PNGs) or CamVid's SegNet layout (``<split>/`` + ``<split>annot/``; 8-bit RGB
+PNGs). The work is done by :func:`write_corrupted_dataset` (re-exported here with
 :func:`evaluate_corrupted_root`, which ``advcorrupt bench --corrupted-root`` uses to read such a folder).
 
 Example:
     $ advcorrupt corrupt-dataset data/NUAA-SIRST data/NUAA-SIRST-C --severities 1,3 --seed 0
+    $ advcorrupt corrupt-dataset ../shared/data/CamVid data/CamVid-C --severities 1,3
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add the ``corrupt-dataset`` subcommand and its options to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "corrupt-dataset",
-        help="write corrupted copies of an ISTD dataset (DST/<corruption>/<severity>/, 8-bit PNG)",
-        description="Corrupt every image of SRC's split files with each corruption x severity (seeded exactly as "
-        "`advcorrupt bench` does) and write DST/<corruption>/<severity>/ in the ISTD layout, so other toolkits can "
-        "test on the same corrupted images. Written to a temporary folder and renamed when complete.",
+        help="write corrupted copies of an ISTD or CamVid / SegNet-layout dataset (DST/<corruption>/<severity>/, 8-bit PNG)",
+        description="Corrupt every image of SRC with each corruption x severity (seeded exactly as `advcorrupt bench` "
+        "does) and write DST/<corruption>/<severity>/ in SRC's layout, so other toolkits can test on the same "
+        "corrupted images. ISTD (images/, masks/, img_idx/): the images of the split files, as 8-bit gray PNGs. "
+        "CamVid / SegNet (test/ + testannot/, val/ + valannot/, train/ + trainannot/): every image of the splits "
+        "present, as 8-bit RGB PNGs; label folders copied unchanged. Written to a temporary folder and renamed when "
+        "complete.",
     )
-    p.add_argument("src", help="ISTD-layout dataset folder (images/, masks/, img_idx/)")
+    p.add_argument("src", help="dataset folder: ISTD layout (images/, masks/, img_idx/) or CamVid's SegNet layout "
+                   "(<split>/ and <split>annot/ for test, val and/or train)")
     p.add_argument("dst", help="output folder (must not exist or be empty, unless --overwrite)")
     add_corruptions_argument(p)
     p.add_argument("--severities", type=csv_list(int), default=(1, 2, 3, 4, 5), help="comma-separated levels (default 1-5)")
@@ -49,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"advcorrupt corrupt-dataset: error: {error_message(e)}", file=sys.stderr)
         return 2
     manifest = json.loads((dst / MANIFEST).read_text())
-    print(f"wrote {len(manifest['corruptions'])} corruption(s) x {len(manifest['severities'])} severity level(s) to {dst}")
+    print(f"wrote {len(manifest['corruptions'])} corruption(s) x {len(manifest['severities'])} severity level(s) to {dst} "
+          f"({manifest['layout']} layout; splits {', '.join(manifest['splits'])})")
     return 0
