@@ -15,11 +15,31 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ._registry import validate_images
+from ._registry import _check_layout, validate_images
+
+_VALIDATED = threading.local()
 
 
 def _check_x(x: object, argname: str = "x") -> Tensor:
+    """:func:`validate_images`; inside :func:`_values_validated` only the layout (no value pass)."""
+    if getattr(_VALIDATED, "on", False):
+        return _check_layout(x, argname)
     return validate_images(x, argname)
+
+
+@contextlib.contextmanager
+def _values_validated() -> Iterator[None]:
+    """Within this block the kernels skip the pass over the values of ``x`` (type and shape stay).
+
+    Internal: for a caller that has just validated a batch and hands the built-in kernels
+    subsets of it (``ActionSpace.apply``), so the values are not checked once per subset.
+    """
+    before = getattr(_VALIDATED, "on", False)
+    _VALIDATED.on = True
+    try:
+        yield
+    finally:
+        _VALIDATED.on = before
 
 
 def _param(p: Tensor | float, x: Tensor, argname: str) -> Tensor:

@@ -178,6 +178,13 @@ def validate_images(x: object, argname: str = "x") -> Tensor:
         ValueError: wrong number of dimensions or channels, H or W of 0; (CPU) NaN/inf or values
             outside [0, 1].
     """
+    x = _check_layout(x, argname)
+    check_values(x, argname, low=0.0, high=1.0, hint=_RANGE_HINT)
+    return x
+
+
+def _check_layout(x: object, argname: str) -> Tensor:
+    """The type, dtype and shape checks of :func:`validate_images` (no pass over the values)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{argname} must be a torch.Tensor of shape (B, C, H, W); got {type(x).__name__}")
     if not x.is_floating_point():
@@ -193,7 +200,6 @@ def validate_images(x: object, argname: str = "x") -> Tensor:
         raise ValueError(f"{argname} must have C = 1 or 3 channels; got C = {x.shape[1]}")
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{argname} must have H, W >= 1; got shape {tuple(x.shape)}")
-    check_values(x, argname, low=0.0, high=1.0, hint=_RANGE_HINT)
     return x
 
 

@@ -11,12 +11,14 @@ like "masked" but with the built-in noises and blurs each applied by one fixed-s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from ..corruptions import _builtins, _registry
+from ..corruptions._common import _values_validated
 from ..corruptions.functional import _host_reads_ok
 
 __all__ = ["ActionSpace", "GROUPINGS"]
@@ -85,6 +87,7 @@ class ActionSpace:
         self._sev_table: dict[torch.device, Tensor] = {}
         self._member_tables: dict[tuple[int, torch.device], Tensor] = {}
         self._families = self._plan_families()
+        self._builtin = tuple(_builtins.is_builtin_spec(spec) for spec in self.specs)
 
     @property
     def num_corruptions(self) -> int:
@@ -179,15 +182,26 @@ class ActionSpace:
             return self._apply_fused(x, kind, severity, generator)
         if grouping == "masked":
             return self._apply_masked(x, kind, severity, generator, range(self.num_corruptions))
+        return self._apply_subsets(x, kind, severity, generator)
+
+    def _apply_subsets(self, x: Tensor, kind: Tensor, severity: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Each corruption once on the samples that drew it ("subset"; ``x`` already validated).
+
+        Built-in kernels skip the value check of their (already checked) subset, and their
+        output, already clamped and in x's dtype, is copied without another clamp.
+        """
         order = torch.argsort(kind, stable=True)
         counts = torch.bincount(kind, minlength=self.num_corruptions).tolist()
         out = torch.empty_like(x)
         start = 0
-        for spec, n in zip(self.specs, counts):
+        for spec, builtin, n in zip(self.specs, self._builtin, counts):
             if n:
                 idx = order[start : start + n]
-                part = spec.fn(x[idx], spec.params_for(severity[idx]), generator)
-                out[idx] = part.to(x.dtype).clamp_(0.0, 1.0)
+                with _values_validated() if builtin else contextlib.nullcontext():
+                    part = spec.fn(x.index_select(0, idx), spec.params_for(severity.index_select(0, idx)), generator)
+                if not builtin or part.dtype != x.dtype:
+                    part = part.to(x.dtype).clamp_(0.0, 1.0)
+                out.index_copy_(0, idx, part)
                 start += n
         return out
 
