@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import _bmax, _check_x, _finish, _param, _work
+from ._common import _bmax, _check_x, _finish, _host_reads_ok, _param, _work
 
 __all__ = ["brightness", "contrast", "jpeg_compression", "pixelate"]
 
@@ -50,8 +50,9 @@ def brightness(x: Tensor, delta: Tensor | float) -> Tensor:
         return _finish(xf + d, x)
     v = xf.amax(1, keepdim=True)
     v_new = (v + d).clamp_(max=1.0)
-    scale = torch.where(v > 0, v_new / v.clamp(min=1e-12), torch.zeros_like(v))
-    out = torch.where(v > 0, xf * scale, v_new.expand_as(xf))
+    out = xf * (v_new / v.clamp(min=1e-12))  # where V = 0 every channel is 0, and so is out
+    if not _host_reads_ok(x.device) or not bool(v.gt(0).all()):
+        out = torch.where(v > 0, out, v_new)
     return _finish(out, x)
 
 
@@ -270,24 +271,40 @@ def jpeg_compression(x: Tensor, quality: Tensor | float) -> Tensor:
     dct2 = _constant("dct", x.device, xf.dtype)
     luma_t = _quant_tables(q, "luma").to(xf.dtype)
     v = xf * 255.0
-    b, c, h, w = x.shape
+    c = x.shape[1]
     if c == 1:
         y = _jpeg_plane(v[:, 0] - 128.0, luma_t, dct2) + 128.0
         return _finish((y.clamp_(0.0, 255.0) / 255.0).unsqueeze(1), x)
+    return _finish(_jpeg_ycc(v, q, luma_t, dct2).mul_(1.0 / 255.0), x)
+
+
+def _jpeg_ycc(v: Tensor, q: Tensor, luma_t: Tensor, dct2: Tensor) -> Tensor:
+    """The C = 3 path of :func:`jpeg_compression` on (B, 3, H, W) in 0-255: JFIF YCbCr, 4:2:0.
+
+    Returns the decoded RGB in 0-255 (unclamped), a fresh tensor the caller may scale in place.
+    """
+    b, _, h, w = v.shape
     r, g, bl = v.unbind(1)
     yy = 0.299 * r + 0.587 * g + 0.114 * bl
-    cb = -0.168735892 * r - 0.331264108 * g + 0.5 * bl
-    cr = 0.5 * r - 0.418687589 * g - 0.081312411 * bl
-    chroma = torch.stack((cb, cr), 1)  # level-shifted (centred at 0)
+    chroma = v.new_empty(b, 2, h, w)  # level-shifted (centred at 0)
+    cb, cr = chroma.unbind(1)
+    torch.mul(r, -0.168735892, out=cb).sub_(0.331264108 * g).add_(0.5 * bl)
+    torch.mul(r, 0.5, out=cr).sub_(0.418687589 * g).sub_(0.081312411 * bl)
     if h % 2 or w % 2:
         chroma = F.pad(chroma, (0, w % 2, 0, h % 2), mode="replicate")
-    chroma = F.avg_pool2d(chroma, 2)
-    chroma_t = _quant_tables(q, "chroma").to(xf.dtype)
+    # 2x2 mean (the order of avg_pool2d's sum, so bit for bit the same)
+    chroma = (chroma[..., 0::2, 0::2] + chroma[..., 0::2, 1::2] + chroma[..., 1::2, 0::2]).add_(
+        chroma[..., 1::2, 1::2]
+    ).div_(4.0)
+    chroma_t = _quant_tables(q, "chroma").to(v.dtype)
     h2, w2 = chroma.shape[-2:]
-    cc = _jpeg_plane(chroma.reshape(b * 2, h2, w2), chroma_t.repeat_interleave(2, 0), dct2)
+    cc = _jpeg_plane(chroma.view(b * 2, h2, w2), chroma_t.repeat_interleave(2, 0), dct2)
     cc = (cc.view(b, 2, h2, w2) + 128.0).clamp_(0.0, 255.0)
-    cc = F.interpolate(cc, scale_factor=2.0, mode="bilinear", align_corners=False)[..., :h, :w] - 128.0
-    y = (_jpeg_plane(yy - 128.0, luma_t, dct2) + 128.0).clamp_(0.0, 255.0)
-    cb, cr = cc.unbind(1)
-    rgb = torch.stack((y + 1.402 * cr, y - 0.344136286 * cb - 0.714136286 * cr, y + 1.772 * cb), 1)
-    return _finish(rgb / 255.0, x)
+    cc = F.interpolate(cc, scale_factor=2.0, mode="bilinear", align_corners=False)[..., :h, :w].sub_(128.0)
+    y = (_jpeg_plane(yy.sub_(128.0), luma_t, dct2) + 128.0).clamp_(0.0, 255.0).unsqueeze(1)
+    cb, cr = cc[:, :1], cc[:, 1:]
+    rgb = v.new_empty(b, 3, h, w)
+    torch.add(y, cr, alpha=1.402, out=rgb[:, :1])
+    torch.sub(y, cb, alpha=0.344136286, out=rgb[:, 1:2]).sub_(cr, alpha=0.714136286)
+    torch.add(y, cb, alpha=1.772, out=rgb[:, 2:])
+    return rgb
