@@ -1,4 +1,4 @@
-"""A toy adversarial world shared by the policy tests: four corruptions and a fixed detector.
+"""Shared test helpers: a toy adversarial world (four corruptions and a fixed detector) and 8-bit rounding.
 
 On scenes with a bright background only shifting up hurts the threshold detector (false alarms);
 on dark scenes only shifting down hurts (the target disappears); the two identities never hurt.
@@ -75,3 +75,17 @@ def mass_after_training(space: ActionSpace, strategy: str, bright: torch.Tensor,
     for _ in range(steps):
         trainer.step(*scenes(bright, g))
     return corruption_mass(trainer, scenes(bright, g)[0])
+
+
+class Rounded8Bit(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """A dataset's images rounded to 1/255, as the PNGs of ``corrupt-dataset`` store them."""
+
+    def __init__(self, ds: object) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, m = self.ds[i]  # type: ignore[index]
+        return torch.round(x * 255) / 255, m

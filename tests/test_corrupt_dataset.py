@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _toy import Rounded8Bit
 from PIL import Image
 from torch import Tensor, nn
 
-from advcorrupt.cli import _corrupted_root
-from advcorrupt.cli.corrupt_dataset import evaluate_corrupted_root, write_corrupted_dataset
 from advcorrupt.benchmark import CorruptedDataset, evaluate, evaluate_robustness
-from advcorrupt.cli import main
+from advcorrupt.cli import _corrupted_root, main
+from advcorrupt.cli.corrupt_dataset import (
+    evaluate_corrupted_root,
+    write_corrupted_dataset,
+)
 from advcorrupt.corruptions import available
 from advcorrupt.data import ISTDDataset, SyntheticIRSTD
 
@@ -49,16 +52,6 @@ class LocalContrast(nn.Module):
         return 60.0 * (x - F.avg_pool2d(x, 9, stride=1, padding=4, count_include_pad=False)) - 6.0
 
 
-class Rounded8Bit(torch.utils.data.Dataset):
-    def __init__(self, ds: CorruptedDataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        x, m = self.ds[i]
-        return torch.round(x * 255) / 255, m
 
 
 @pytest.fixture

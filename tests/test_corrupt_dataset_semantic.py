@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _toy import Rounded8Bit
 from PIL import Image
 from torch import Tensor, nn
 
@@ -73,18 +74,6 @@ class NearestColour(nn.Module):
         return 50.0 * self.conv(x)
 
 
-class Rounded8Bit(torch.utils.data.Dataset):
-    """A dataset's images rounded to 1/255, as the PNGs store them."""
-
-    def __init__(self, ds: Any) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        x, m = self.ds[i]
-        return torch.round(x * 255) / 255, m
 
 
 def camvid(root: Path, split: str) -> CamVid:

@@ -20,6 +20,17 @@ from ._registry import _check_layout, validate_images
 _VALIDATED = threading.local()
 
 
+@contextlib.contextmanager
+def _switched_on(flag: threading.local) -> Iterator[None]:
+    """Set the thread-local ``flag.on`` for the block, then restore what it was (nesting-safe)."""
+    before = getattr(flag, "on", False)
+    flag.on = True
+    try:
+        yield
+    finally:
+        flag.on = before
+
+
 def _check_x(x: object, argname: str = "x") -> Tensor:
     """:func:`validate_images`; inside :func:`_values_validated` only the layout (no value pass)."""
     if getattr(_VALIDATED, "on", False):
@@ -34,12 +45,8 @@ def _values_validated() -> Iterator[None]:
     Internal: for a caller that has just validated a batch and hands the built-in kernels
     subsets of it (``ActionSpace.apply``), so the values are not checked once per subset.
     """
-    before = getattr(_VALIDATED, "on", False)
-    _VALIDATED.on = True
-    try:
+    with _switched_on(_VALIDATED):
         yield
-    finally:
-        _VALIDATED.on = before
 
 
 def _param(p: Tensor | float, x: Tensor, argname: str) -> Tensor:
@@ -73,12 +80,8 @@ def _emulate_accelerator() -> Iterator[None]:
     Internal: lets CPU-only CI run the sync-free paths under a dispatch mode that fails on any
     host read (``aten._local_scalar_dense``, ``nonzero``, boolean indexing).
     """
-    before = getattr(_EMULATION, "on", False)
-    _EMULATION.on = True
-    try:
+    with _switched_on(_EMULATION):
         yield
-    finally:
-        _EMULATION.on = before
 
 
 def _host_reads_ok(device: torch.device) -> bool:
