@@ -375,6 +375,10 @@ def test_harness_runs_strategies_over_seeds_with_paired_differences(tmp_path: Pa
         ex.compare_runs([str(out / "random")])  # type: ignore[attr-defined]
     with pytest.raises(SystemExit, match="no finished run there"):
         ex.compare_runs([f"X={tmp_path}"])  # type: ignore[attr-defined]
+    missing = tmp_path / "never-trained"
+    with pytest.raises(SystemExit, match=r"never-trained is not a folder: --report-only tabulates"):
+        ex.main([*argv[: argv.index("--out")], "--out", str(missing), "--report-only"])  # type: ignore[attr-defined]
+    assert not missing.exists()
 
 
 def test_paired_table_reports_per_seed_differences() -> None:

@@ -190,6 +190,9 @@ def grid_main(spec: GridSpec, argv: Sequence[str] | None = None) -> int:
           f"strategies={strategies} seeds={seeds} epochs={base.epochs} jobs={args.jobs}", flush=True)
     bench = replace(spec.bench[profile], seed=args.bench_seed)
     threads = args.threads or (1 if args.jobs > 1 else None)
+    if args.report_only and not Path(args.out).is_dir():
+        raise SystemExit(f"--out {args.out} is not a folder: --report-only tabulates the finished runs of an existing "
+                         "grid folder (train them first, without --report-only)")
     try:
         if args.report_only:
             results, missing = finished_runs(runs)
