@@ -48,9 +48,10 @@ def policy_probabilities(run_dir: Path, data_root: str | None, n_images: int) ->
     )
     trainer.load_state_dict(state["trainer"])
     train, _, _ = build_datasets(config)
-    gen = torch.Generator().manual_seed(config.seed)
-    index = torch.randperm(len(train), generator=gen)[:n_images].tolist()  # type: ignore[arg-type]
-    images = torch.stack([train[i][0] for i in index])
+    with torch.random.fork_rng(devices=[]):  # the views' random crops: the same on every call
+        torch.manual_seed(config.seed)
+        index = torch.randperm(len(train))[:n_images].tolist()  # type: ignore[arg-type]
+        images = torch.stack([train[i][0] for i in index])
     probs = torch.cat([trainer.policy_probabilities(chunk) for chunk in images.split(32)])
     return probs, space.num_severities, config.strategy
 

@@ -74,6 +74,8 @@ def test_the_example_reads_a_trained_run_and_reports_its_policy(tmp_path: Path, 
     probs, s, strategy = example.policy_probabilities(tmp_path / "run", None, 6)  # type: ignore[attr-defined]
     assert probs.shape == (6, 30) and s == 3 and strategy == "banded"
     assert torch.allclose(probs.sum(-1), torch.ones(6), atol=1e-5)
+    again, _, _ = example.policy_probabilities(tmp_path / "run", None, 6)  # type: ignore[attr-defined]
+    assert torch.equal(probs, again)  # the same views every call: the table is reproducible
     assert example.main([str(tmp_path / "run"), "--images", "6"]) == 0  # type: ignore[attr-defined]
     row = capsys.readouterr().out.strip().splitlines()[-1]
     assert row.startswith(f"| {tmp_path / 'run'} | banded | ") and row.count("|") == 8
