@@ -49,6 +49,8 @@ class Task:
             knobs (``TrainConfig.bce_weight`` / ``bce_pos_weight``); a run refuses them otherwise.
         checks_output: whether :meth:`check_output` constrains the model's output (a training
             run then probes its model once, before the run folder exists).
+        default_strategy: the corruption strategy a trainer or run uses when none is named
+            (``strategy=None``), chosen by measurement for the task (docs/results.md).
 
     Example:
         >>> import torch
@@ -68,6 +70,7 @@ class Task:
     primary_metric: ClassVar[str] = ""
     accepts_loss_options: ClassVar[bool] = False
     checks_output: ClassVar[bool] = False
+    default_strategy: ClassVar[str] = "learned"
 
     @property
     def is_bound(self) -> bool:
@@ -153,6 +156,8 @@ class BinaryTask(Task):
     name = "binary"
     primary_metric = "iou"
     accepts_loss_options = True
+    #: The default adversary: +1.91 +- 0.89 mean corrupted IoU over ``random`` on NUAA-SIRST, 5 seeds.
+    default_strategy = "learned"
 
     def __init__(self, *, bce_weight: float = 0.0, bce_pos_weight: float = 1.0) -> None:
         if isinstance(bce_weight, bool) or not isinstance(bce_weight, (int, float)) or not 0 <= bce_weight < math.inf:
@@ -245,6 +250,9 @@ class SemanticTask(Task):
     name = "semantic"
     primary_metric = "mIoU"
     checks_output = True
+    #: Uniform random corruption: on CamVid the learned adversary measured no better (mPC -0.35 +-
+    #: 0.67 against ``random``, 5 seeds), at the cost of a policy network (docs/results.md).
+    default_strategy = "random"
 
     def __init__(
         self, num_classes: int | None = None, *, ignore_index: int | None = None,

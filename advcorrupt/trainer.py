@@ -39,7 +39,7 @@ from .policy.action_space import ActionSpace
 from .policy.reinforce import PolicySample
 from .policy.schedules import schedule_action_space
 from .policy.strategies import Strategy, make_strategy
-from .tasks import BinaryTask, Task, infer_task, make_task
+from .tasks import BinaryTask, SemanticTask, Task, infer_task, make_task
 
 __all__ = ["AdversarialCorruptionTrainer", "frozen_buffers"]
 
@@ -57,7 +57,13 @@ class AdversarialCorruptionTrainer:
             :class:`~advcorrupt.losses.PerSampleCrossEntropy` for class indices.
         action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
             corruptions, severities 1-3, plus any level a schedule strategy draws).
-        strategy: ``"learned"`` (default: the default adversary), an adversary's name
+        strategy: ``None`` (default): the task's :attr:`~advcorrupt.tasks.Task.default_strategy`,
+            chosen by measurement: ``"learned"`` (the default adversary) for binary masks,
+            ``"random"`` for semantic ones (docs/results.md); ``"learned"`` where ``policy``,
+            ``policy_kwargs`` or ``reinforce_kwargs`` configure a policy. Without ``task`` /
+            ``num_classes`` it is decided at the first batch, as the task is (float (B, 1, H, W)
+            masks: binary; otherwise one no-grad probe forward that changes no buffer reads the
+            model's output channels: K > 1 is semantic). Or ``"learned"``, an adversary's name
             (``"paper"``, ``"banded"``, ... see :func:`~advcorrupt.policy.adversaries.list_adversaries`),
             ``"random"``, ``"none"``, a corruption name, a category (``"noise"``, ``"blur"``,
             ``"digital"``), a fixed severity schedule (``"random@3"``, ``"random@1:10+2:10+3:80"``,
@@ -114,7 +120,7 @@ class AdversarialCorruptionTrainer:
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         *,
         action_space: ActionSpace | None = None,
-        strategy: str | Strategy = "learned",
+        strategy: str | Strategy | None = None,
         lam: float = 1.0,
         policy_lr: float = 1e-2,
         preprocess: Callable[[Tensor], Tensor] | None = None,
@@ -165,6 +171,7 @@ class AdversarialCorruptionTrainer:
                                         or in_channels < 1):
             raise ValueError(f"in_channels must be a positive int or None (inferred from the first batch); "
                              f"got {in_channels!r}")
+        self._default_space = action_space is None
         if action_space is None:  # the default levels, plus those a schedule such as "random@1-5" draws
             action_space = schedule_action_space(strategy)
         elif not isinstance(action_space, ActionSpace):
@@ -172,6 +179,11 @@ class AdversarialCorruptionTrainer:
         self.model = model
         self.optimizer = optimizer
         self.task: Task | None = make_task(task, num_classes=num_classes, ignore_index=ignore_index)
+        if strategy is None and (policy is not None or policy_kwargs or reinforce_kwargs):
+            strategy = "learned"  # the policy arguments ask for a learned strategy
+        elif strategy is None and self.task is not None:
+            strategy = self.task.default_strategy
+        self._strategy_pending = strategy is None  # the task's default, decided at the first batch
         self.loss_fn = loss_fn if loss_fn is not None or self.task is None else self.task.default_loss()
         self._loss_from_task = False  # whether loss_fn is the default of a task inferred from a batch
         self.action_space = action_space
@@ -187,7 +199,7 @@ class AdversarialCorruptionTrainer:
         self._consecutive_skips = 0
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.device = next(model.parameters()).device
-        self._strategy_name = strategy if isinstance(strategy, str) else strategy.name
+        self._strategy_name = strategy if isinstance(strategy, str) or strategy is None else strategy.name
         self._strategy_args: dict[str, Any] = dict(
             strategy=strategy, action_space=action_space, device=self.device, policy=policy,
             policy_lr=policy_lr, policy_kwargs=policy_kwargs, reinforce_kwargs=reinforce_kwargs,
@@ -195,7 +207,9 @@ class AdversarialCorruptionTrainer:
         )
         self._strategy: Strategy | None = None
         needs_channels = isinstance(strategy, str) and policy is None and _is_learned(strategy)
-        if in_channels is not None or not needs_channels:
+        if strategy is None:
+            pass  # the task's default: built with the first batch
+        elif in_channels is not None or not needs_channels:
             self._build_strategy(in_channels or 1)
         else:  # fail fast on bad kwargs (without touching the global RNG); the policy waits for a batch
             with torch.random.fork_rng(devices=[]):
@@ -219,9 +233,41 @@ class AdversarialCorruptionTrainer:
         self._strategy = make_strategy(in_channels=in_channels, **self._strategy_args)
         return self._strategy
 
+    def _resolve_default(self, images: Tensor) -> None:
+        """``strategy=None``: take the task's default; before the task is known, the model's output
+        channels on this batch say which task's (K > 1: semantic), read by a no-grad forward that
+        changes no buffer and no random state."""
+        if self.task is not None:
+            self._use_strategy(self.task.default_strategy)
+            return
+        x = self.preprocess(images) if self.preprocess is not None else images
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.no_grad(), frozen_buffers(self.model), torch.random.fork_rng(devices=devices), self._autocast(x):
+                channels = int(output_heads(self.model(x))[-1].shape[1])
+        except Exception as e:
+            raise RuntimeError(
+                "strategy=None stands for the task's default, and with no task given the trainer reads it from "
+                f"the model's output channels on the first batch; that forward failed ({type(e).__name__}: {e}). "
+                "Name the strategy (e.g. strategy='learned' or 'random') or the task (task=, num_classes=)"
+            ) from e
+        self._use_strategy((SemanticTask if channels > 1 else BinaryTask).default_strategy)
+
+    def _use_strategy(self, name: str) -> None:
+        """Fix the strategy ``strategy=None`` stands for (widening a default action space to its levels)."""
+        if self._default_space:
+            self.action_space = schedule_action_space(name)
+        self._strategy_name = name
+        self._strategy_args.update(strategy=name, action_space=self.action_space)
+
     @property
     def strategy(self) -> Strategy:
         """The corruption strategy (for a learned one without ``in_channels``: built at the first batch)."""
+        if self._strategy is None and self._strategy_name is None:
+            raise RuntimeError(
+                "strategy=None (the task's default) is decided at the first batch: call step() or corrupt() "
+                "first, or name the strategy (e.g. strategy='learned')"
+            )
         if self._strategy is None:
             raise RuntimeError(
                 f"the {self._strategy_name!r} policy is built from the first batch (in_channels=None): call "
@@ -247,6 +293,8 @@ class AdversarialCorruptionTrainer:
             return self._strategy.needs_after
         from .policy.adversaries import needs_losses_after
 
+        if self._strategy_name is None:  # not decided yet: whether either task's default would need them
+            return any(needs_losses_after(t.default_strategy) for t in (BinaryTask, SemanticTask))
         return needs_losses_after(self._strategy_name)
 
     def policy_probabilities(self, images: Tensor) -> Tensor:
@@ -364,6 +412,8 @@ class AdversarialCorruptionTrainer:
         except Exception:
             if fresh:  # e.g. the model refused the batch: forget the policy built from it
                 self._strategy, self._pending = None, None
+                if self._strategy_pending:  # and the default decided from it
+                    self._strategy_name = None
             if fresh_task:  # and the task decided from it (with the default loss it brought)
                 self._forget_task()
             raise
@@ -612,11 +662,22 @@ class AdversarialCorruptionTrainer:
         saved_task = state.get("task")
         if saved_task is not None and self.task is not None and saved_task != self.task.to_dict():
             raise ValueError(f"state was saved for the task {saved_task}; expected this trainer's {self.task.to_dict()}")
-        if state.get("strategy") != self._strategy_name:
+        if state.get("strategy") != self._expected_strategy(state):
             raise ValueError(
                 f"state was saved with strategy {state.get('strategy')!r}; expected this trainer's "
-                f"{self._strategy_name!r}"
+                f"{self._expected_strategy(state)!r}"
             )
+
+    def _expected_strategy(self, state: dict[str, Any]) -> str | None:
+        """The strategy a state must name: this trainer's, or for an undecided ``strategy=None`` the
+        default of the task (this trainer's, else the state's); with neither known, either task's."""
+        if self._strategy_name is not None or not state.get("strategy"):
+            return self._strategy_name
+        task = self.task if self.task is not None else (make_task(state["task"]) if state.get("task") else None)
+        if task is not None:
+            return task.default_strategy
+        defaults = (BinaryTask.default_strategy, SemanticTask.default_strategy)
+        return state["strategy"] if state["strategy"] in defaults else None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
@@ -624,6 +685,10 @@ class AdversarialCorruptionTrainer:
         self.check_state_dict(state)
         if self.task is None and state.get("task") is not None:
             self._set_task(make_task(state["task"]))  # type: ignore[arg-type]
+        if self._strategy_name is None and state.get("strategy"):
+            self._use_strategy(state["strategy"])
+            if not _is_learned(state["strategy"]):  # no policy to wait for: built now, as at construction
+                self._build_strategy(1)
         strategy_state = state.get("strategy_state") or {}
         if self._strategy is None:
             if not strategy_state:  # saved before its first batch too: nothing to restore yet
@@ -645,6 +710,8 @@ class AdversarialCorruptionTrainer:
         if images.shape[0] == 0:
             raise ValueError("images must hold at least one sample; got an empty batch")
         if self._strategy is None and build:
+            if self._strategy_name is None:
+                self._resolve_default(images)
             self._build_strategy(int(images.shape[1]))  # zero-config: the policy sees the batch's channels
         pol = self.policy
         if pol is not None and images.shape[1] != getattr(pol, "in_channels", images.shape[1]):

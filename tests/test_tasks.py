@@ -511,8 +511,105 @@ def test_zero_config_infers_semantic_from_class_index_masks_and_trains() -> None
     assert set(labels.unique().tolist()) == set(range(K))
     losses = [float(trainer.step(images, labels)["loss_clean"]) for _ in range(30)]
     assert trainer.task == SemanticTask(K) and isinstance(trainer.loss_fn, PerSampleCrossEntropy)
-    assert trainer.policy is not None and trainer.policy.in_channels == 3  # type: ignore[union-attr]
+    assert trainer.strategy.name == SemanticTask.default_strategy == "random" and trainer.policy is None
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+
+
+def test_a_named_learned_strategy_builds_its_policy_for_rgb_class_index_batches() -> None:
+    model, opt = _multi_class()
+    trainer = AdversarialCorruptionTrainer(model, opt, strategy="learned", generator=torch.Generator().manual_seed(0))
+    trainer.step(*_rgb_batch())
+    assert trainer.task == SemanticTask(K) and trainer.strategy.name == "learned"
+    assert trainer.policy is not None and trainer.policy.in_channels == 3  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------- strategy=None: the task's default
+class _BatchNormNet(nn.Module):
+    """A model with running statistics and dropout: what a probe forward must leave alone."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout2d(0.3),
+                                  nn.Conv2d(8, k, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.mark.parametrize("k, masks, expected", [
+    (K, "indices", "random"), (1, "float", "learned"), (1, "integer (B, 1, H, W)", "learned"),
+])
+def test_strategy_none_takes_the_default_of_the_task_the_first_batch_decides(k: int, masks: str, expected: str) -> None:
+    images, labels = _rgb_batch()
+    target = {"indices": labels, "float": (labels == 0).float()[:, None],
+              "integer (B, 1, H, W)": (labels == 0).long()[:, None]}[masks]
+    model = _BatchNormNet(k)
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert not trainer.built
+    with pytest.raises(RuntimeError, match="strategy=None"):
+        trainer.strategy
+    trainer.step(images, target)
+    assert trainer.strategy.name == expected and trainer.state_dict()["strategy"] == expected
+    assert (trainer.policy is not None) == (expected == "learned")
+
+
+def test_the_default_probe_changes_no_buffer_and_no_random_state() -> None:
+    """Zero-config with class indices reads K from a probe forward: the step must equal one with
+    ``strategy="random"`` named, bit for bit (batch-norm statistics, dropout draws, corruption)."""
+    images, labels = _rgb_batch()
+    params = []
+    for strategy in (None, "random"):
+        torch.manual_seed(0)
+        model = _BatchNormNet(K)
+        trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), strategy=strategy,
+                                               generator=torch.Generator().manual_seed(1))
+        trainer.step(images, labels)
+        trainer.step(images, labels)
+        params.append([t.clone() for t in (*model.parameters(), *model.buffers())] + [torch.rand(3)])
+    assert all(torch.equal(a, b) for a, b in zip(*params))
+
+
+def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> None:
+    model, opt = _multi_class()
+    assert AdversarialCorruptionTrainer(model, opt, num_classes=K).strategy.name == "random"
+    assert AdversarialCorruptionTrainer(model, opt, task="binary", in_channels=3).strategy.name == "learned"
+    # policy arguments ask for a policy: the default adversary, whatever the task
+    named = AdversarialCorruptionTrainer(model, opt, num_classes=K, in_channels=3, policy_kwargs={"widths": (4, 4, 4, 4, 4)})
+    assert named.strategy.name == "learned" and named.policy is not None
+
+
+def test_the_two_line_loop_reads_the_default_from_the_models_output_channels() -> None:
+    images, _ = _rgb_batch()
+    for k, expected in ((K, "random"), (1, "learned")):
+        model, opt = _multi_class(k)
+        trainer = AdversarialCorruptionTrainer(model, opt)
+        assert trainer.corrupt(images).shape == images.shape
+        assert trainer.strategy.name == expected and trainer.task is None
+
+
+def test_a_model_that_fails_the_probe_gets_a_clear_error_and_an_undecided_trainer() -> None:
+    model, opt = _multi_class()
+    trainer = AdversarialCorruptionTrainer(model, opt)
+    with pytest.raises(RuntimeError, match=r"strategy=None .* failed .*Name the strategy"):
+        trainer.corrupt(torch.rand(2, 1, 8, 8))  # a one-channel batch for an RGB model
+    assert not trainer.built
+    trainer.step(*_rgb_batch())  # a good batch still decides
+    assert trainer.strategy.name == "random"
+
+
+def test_an_undecided_trainer_resumes_the_default_a_state_names_and_refuses_another() -> None:
+    model, opt = _multi_class()
+    first = AdversarialCorruptionTrainer(model, opt)
+    first.step(*_rgb_batch())
+    resumed = AdversarialCorruptionTrainer(model, opt)
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.strategy.name == "random" and resumed.task == SemanticTask(K)
+    learned = AdversarialCorruptionTrainer(model, opt, strategy="learned")
+    learned.step(*_rgb_batch())
+    with pytest.raises(ValueError, match="state was saved with strategy 'learned'; expected this trainer's 'random'"):
+        AdversarialCorruptionTrainer(model, opt, num_classes=K).load_state_dict(learned.state_dict())
+    with pytest.raises(ValueError, match="expected this trainer's 'random'"):  # the state's own task decides
+        AdversarialCorruptionTrainer(model, opt).load_state_dict(learned.state_dict())
 
 
 def test_zero_config_accepts_b1hw_integer_masks() -> None:
@@ -677,7 +774,7 @@ def test_deep_supervision_and_dict_outputs_work_with_semantic_masks(model_cls: t
 def test_two_line_integration_with_per_sample_cross_entropy() -> None:
     model, opt = _multi_class()
     loss_fn = PerSampleCrossEntropy(ignore_index=255)
-    trainer = AdversarialCorruptionTrainer(model, opt, loss_fn, generator=torch.Generator().manual_seed(0))
+    trainer = AdversarialCorruptionTrainer(model, opt, loss_fn, strategy="learned", generator=torch.Generator().manual_seed(0))
     images, labels = _rgb_batch()
     labels[:, :2] = 255
     b = images.shape[0]

@@ -282,6 +282,20 @@ def test_old_configs_read_as_the_same_istd_recipe() -> None:
         check_config(TrainConfig(num_classes=3))
 
 
+def test_a_run_without_a_strategy_uses_its_tasks_default_and_records_it(camvid: Path, tmp_path: Path) -> None:
+    from advcorrupt.cli import build_parser
+    from advcorrupt.cli.train import config_from_args
+
+    assert TrainConfig().strategy == "learned"  # binary: the default adversary, as before
+    assert TrainConfig(dataset="camvid").strategy == "random"  # semantic: measured best on CamVid
+    assert TrainConfig(dataset="camvid", policy_kwargs=SMALL_POLICY).strategy == "learned"  # asks for a policy
+    assert TrainConfig(dataset="camvid", strategy="learned").strategy == "learned"
+    args = train_args(tmp_path / "run", camvid)
+    args = args[:args.index("--policy-kwargs")] + args[args.index("--policy-kwargs") + 2:]
+    config = config_from_args(build_parser().parse_args(args))
+    assert config.strategy == "random" and TrainConfig.from_dict(config.to_dict()) == config  # type: ignore[attr-defined]
+
+
 def test_smp_names_build_any_architecture_and_refuse_bad_ones() -> None:
     from advcorrupt.models import create_model
 

@@ -44,9 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="label left out of the loss and metrics (default: the dataset's; CamVid 11)")
     p.add_argument("--crop-size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"),
                    help="semantic training crop (after a random 0.5-2x rescale); default 160 224")
-    p.add_argument("--strategy", default="learned",
-                   help="learned (the default adversary) | an adversary: paper, banded, ... | random | none | "
-                        "<corruption> | noise | blur | digital")
+    p.add_argument("--strategy", default=None,
+                   help="default: the task's (binary: learned, the default adversary; semantic: random) | learned | "
+                        "an adversary: paper, banded, ... | random | none | <corruption> | noise | blur | digital | "
+                        "a schedule: random@3, curriculum@1-3, ...")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--batch-size", type=int, default=16)

@@ -57,8 +57,10 @@ class AdversarialCorruption(pl.Callback):
     """Lightning callback: BALISTD's learned corruption adversary around any ``LightningModule``.
 
     Args:
-        strategy: ``"learned"`` (default) or any strategy of
-            :class:`~advcorrupt.AdversarialCorruptionTrainer` (``"random"``, a corruption name, a
+        strategy: ``None`` (default): the task's default, as
+            :class:`~advcorrupt.AdversarialCorruptionTrainer` decides it (``"learned"`` for a one-channel
+            output, ``"random"`` for K > 1 classes; pass ``task=`` / ``num_classes=`` to say it), or any
+            strategy of the trainer (``"learned"``, ``"random"``, a corruption name, a
             schedule such as ``"random@3"``; a ``"curriculum@..."`` timetable spans
             ``trainer.estimated_stepping_batches`` unless ``total_steps=`` is given).
         corruptions: corruption names of the action space (default: all registered).
@@ -83,7 +85,7 @@ class AdversarialCorruption(pl.Callback):
 
     def __init__(
         self,
-        strategy: str = "learned",
+        strategy: str | None = None,
         *,
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] = (1, 2, 3),

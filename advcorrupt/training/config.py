@@ -46,7 +46,11 @@ class TrainConfig:
     Attributes:
         model: a name from :func:`advcorrupt.models.list_models`.
         model_kwargs: extra arguments of the model factory.
-        strategy: ``"learned"``, ``"random"``, ``"none"``, a corruption name or a category.
+        strategy: ``None`` (default): the task's default, resolved when the config is made, so
+            ``config.json`` names the strategy that ran (binary: ``"learned"``; semantic:
+            ``"random"``; :attr:`~advcorrupt.tasks.Task.default_strategy`; ``"learned"`` where
+            ``policy_kwargs`` / ``reinforce_kwargs`` are given). Or ``"learned"``, an adversary's
+            name, ``"random"``, ``"none"``, a corruption, a category or a schedule (``"random@3"``).
         data_root: the dataset folder (ISTD layout for ``"istd"``, where ``None`` uses
             :class:`SyntheticIRSTD`; SegNet's layout for ``"camvid"``; see ``dataset``).
         dataset_name: ISTD split-file name (``img_idx/train_<name>.txt``); inferred when ``None``.
@@ -103,7 +107,7 @@ class TrainConfig:
 
     model: str = "sfim_dnanet"
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    strategy: str = "learned"
+    strategy: str | None = None  # None: the task's default, set in __post_init__ (a str after)
     data_root: str | None = None
     dataset_name: str | None = None
     dataset: str = "istd"
@@ -179,6 +183,9 @@ class TrainConfig:
         if self.log_format not in ("jsonl", "csv"):
             raise ValueError(f"log_format must be 'jsonl' or 'csv'; got {self.log_format!r}")
         self._check_task_fields()
+        if self.strategy is None:  # the policy options ask for a learned strategy, as in the trainer
+            learned = bool(self.policy_kwargs) or bool(self.reinforce_kwargs)
+            object.__setattr__(self, "strategy", "learned" if learned else run_task(self).default_strategy)
         # Normalise containers so configs compare equal after a JSON round trip.
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "reinforce_kwargs", dict(self.reinforce_kwargs))
