@@ -124,6 +124,21 @@ def test_lightning_callback_trains_a_multi_class_rgb_module_with_class_index_mas
     assert torch.isfinite(trainer.logged_metrics["advcorrupt/loss_corrupted_epoch"])
 
 
+def test_lightning_default_strategy_is_the_tasks_and_a_module_without_forward_is_told_to_name_it(
+    tmp_path: Path,
+) -> None:
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(torch.utils.data.TensorDataset(torch.rand(8, 3, 16, 16, generator=gen),
+                                                       torch.randint(0, 3, (8, 16, 16), generator=gen)), batch_size=4)
+    with_forward = type("WithForward", (TinySemanticSegmenter,), {"forward": lambda self, x: self.net(x)})
+    cb = AdversarialCorruption(corruptions=["gaussian_noise", "contrast"], seed=0)
+    _trainer(tmp_path / "a", callbacks=[cb]).fit(with_forward(), loader)
+    assert cb.adversary is not None and cb.adversary.strategy.name == "random"  # 3 output channels: semantic
+    cb = AdversarialCorruption(corruptions=["gaussian_noise", "contrast"], seed=0)
+    with pytest.raises(RuntimeError, match=r"strategy=None .*Name the strategy"):
+        _trainer(tmp_path / "b", callbacks=[cb]).fit(TinySemanticSegmenter(), loader)
+
+
 def test_lightning_curriculum_spans_the_fit(tmp_path: Path) -> None:
     cb = _callback(strategy="curriculum@1-2")
     trainer = _trainer(tmp_path, max_epochs=2, callbacks=[cb])
