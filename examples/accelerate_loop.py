@@ -44,7 +44,7 @@ def main(steps: int = 32, batch_size: int = 4, size: int = 64, mixed_precision: 
     loss_fn = SoftIoULoss(reduction="none")  # per-sample losses: the policy's reward
 
     # The adversary: built on the prepared objects; it never owns the loop.
-    trainer = AdversarialCorruptionTrainer(model, optimizer, loss_fn, policy_lr=1e-2)
+    trainer = AdversarialCorruptionTrainer(model, optimizer, loss_fn, strategy="learned", policy_lr=1e-2)
 
     start = time.perf_counter()
     stats: dict[str, Any] = {}
