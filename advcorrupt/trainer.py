@@ -265,8 +265,8 @@ class AdversarialCorruptionTrainer:
         """The corruption strategy (for a learned one without ``in_channels``: built at the first batch)."""
         if self._strategy is None and self._strategy_name is None:
             raise RuntimeError(
-                "strategy=None (the task's default) is decided at the first batch: call step() or corrupt() "
-                "first, or name the strategy (e.g. strategy='learned')"
+                "the strategy (strategy=None: the task's default) is built from the first batch: call step() or "
+                "corrupt() first, or name the strategy (e.g. strategy='learned')"
             )
         if self._strategy is None:
             raise RuntimeError(
@@ -670,7 +670,10 @@ class AdversarialCorruptionTrainer:
 
     def _expected_strategy(self, state: dict[str, Any]) -> str | None:
         """The strategy a state must name: this trainer's, or for an undecided ``strategy=None`` the
-        default of the task (this trainer's, else the state's); with neither known, either task's."""
+        default of the task (this trainer's, else the state's); with neither known, either task's. A state
+        saved before the first batch of a ``strategy=None`` trainer names none and fits one."""
+        if state.get("strategy") is None and self._strategy_pending:
+            return None
         if self._strategy_name is not None or not state.get("strategy"):
             return self._strategy_name
         task = self.task if self.task is not None else (make_task(state["task"]) if state.get("task") else None)
