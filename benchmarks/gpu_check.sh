@@ -22,9 +22,17 @@
 #   12 model_cost                      benchmarks/model_cost.py --device cuda
 #   13 model_cost_bf16                 ... --amp bf16 --channels-last
 #   14 train_bench_smoke   advcorrupt train (bf16, mid-epoch checkpoints, resume) + bench on CUDA
+#   15 schedules_grid      only with GRID_DATA set (an ISTD-layout folder carried to the machine, e.g.
+#                          .gpudata/NUAA-SIRST): issue 20's grid, examples/istd_dnanet.py --profile quick
+#                          --model acm, strategies random, banded and the four fixed schedules, seeds
+#                          GRID_SEEDS (default 0,1,2), GRID_JOBS runs at once (default 8), on CUDA; the
+#                          runs' small files (no checkpoints) packed into $OUT/schedules_grid.tgz. A
+#                          GPU-only table: never mix it with the CPU runs in results/.
 # Output: one <step>.log per step, pytest_gpu.xml, summary.tsv (step, exit code, seconds) and
 # summary.txt. Exit code 0 if every step passed, else 1. Total wall time is capped by
 # GPU_CHECK_BUDGET_S (default 480 s): each step gets at most its own limit and what is left.
+# GPU_CHECK_STEPS picks steps by number (a regex: GPU_CHECK_STEPS='01|15' runs the environment check
+# and the grid alone, e.g. GRID_DATA=.gpudata/NUAA-SIRST GPU_CHECK_STEPS='01|15' GPU_CHECK_BUDGET_S=540).
 # Works without `pip install -e`: the repository goes on PYTHONPATH. PYTHON overrides python3.
 # On the lent device machine (whose $OUT keeps at most 8 files), run it with OUT set to a scratch
 # folder and pack the logs: OUT=/tmp/gc bash benchmarks/gpu_check.sh; tar czf $OUT/gpu_check.tgz -C /tmp/gc .
@@ -49,6 +57,10 @@ record() {  # name rc seconds
 step() {  # step NAME LIMIT_S CMD...: run with a timeout, log to $OUT/NAME.log, record the exit code
     local name="$1" limit="$2"
     shift 2
+    if [ -n "${GPU_CHECK_STEPS:-}" ] && ! [[ "$name" =~ ^(${GPU_CHECK_STEPS})_ ]]; then
+        printf '%s\t%s\t%s\n' "$name" "not_selected" 0 >> "$SUMMARY"
+        return
+    fi
     local left=$(( BUDGET - ($(date +%s) - START) ))
     if [ "$left" -lt 15 ]; then
         echo "skipped: the ${BUDGET}s budget is spent" > "$OUT/$name.log"
@@ -129,6 +141,17 @@ TRAIN=(\"$PY\" -m advcorrupt train --model sfim_dnanet --device cuda --amp bf16 
        --severities 1,3 --out \"$RUN/bench\" --no-progress
 test -s \"$RUN/bench/robustness.json\"
 "
+
+# ---- 15: issue 20's schedules grid on CUDA (opt-in: GRID_DATA names the carried dataset)
+if [ -n "${GRID_DATA:-}" ]; then
+    GRID_OUT="$OUT/schedules_grid"
+    step 15_schedules_grid "${GRID_LIMIT_S:-420}" "$PY" examples/istd_dnanet.py --profile quick --model acm \
+        --data-root "$GRID_DATA" --device "${GRID_DEVICE:-cuda}" --jobs "${GRID_JOBS:-8}" --threads 1 --no-progress \
+        --strategies "random,banded,random@3,random@1:10+2:10+3:80,curriculum@1-3,random@1-5" \
+        --seeds "${GRID_SEEDS:-0,1,2}" --out "$GRID_OUT" --resume ${GRID_EXTRA:-}
+    (cd "$OUT" && find schedules_grid -name '*.pt' -prune -o -type f -print | tar czf schedules_grid.tgz -T - \
+        && rm -rf schedules_grid)
+fi
 
 # ---- summary
 {
