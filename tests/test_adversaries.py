@@ -91,6 +91,29 @@ def test_named_adversaries_and_the_default() -> None:
     assert learned.name == "learned" and learned.adversary.name == DEFAULT_ADVERSARY  # type: ignore[attr-defined]
 
 
+def test_an_adversary_over_five_levels_widens_the_action_space_everywhere() -> None:
+    """``banded5`` (issue 20: the five levels in the action space) is ``banded`` over levels 1-5."""
+    assert get_adversary("banded5").levels == (1, 2, 3, 4, 5) and get_adversary("banded").levels == ()
+    model = nn.Conv2d(1, 1, 3, padding=1)
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), strategy="banded5")
+    trainer.step(torch.rand(4, 1, 16, 16), (torch.rand(4, 1, 16, 16) > 0.9).float())
+    head = trainer.strategy.reinforce.head  # type: ignore[attr-defined]
+    assert trainer.action_space.severities == (1, 2, 3, 4, 5) and head.num_severities == 5
+    _, levels = trainer.action_space.decode(trainer.last_actions)  # type: ignore[arg-type]
+    assert bool(((levels >= 1) & (levels <= 5)).all())
+    config = TrainConfig(model="acm", strategy="banded5")
+    from advcorrupt.training.config import check_config
+    from advcorrupt.policy.schedules import schedule_action_space
+
+    check_config(config)
+    assert schedule_action_space(config.strategy, config.corruptions, config.severities).severities == (1, 2, 3, 4, 5)
+    with pytest.raises(ValueError, match=r"'banded5' chooses among levels \[1, 2, 3, 4, 5\]; the action space has "
+                                         r"\[1, 2, 3\] \(missing \[4, 5\]\)"):
+        make_strategy("banded5", ActionSpace())
+    with pytest.raises(ValueError, match="levels must be rising ints >= 1"):
+        Adversary("x", levels=(3, 1))
+
+
 def test_unknown_adversary_settings_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="reward must be one of"):
         Adversary("x", reward="surprise")

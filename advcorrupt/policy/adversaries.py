@@ -57,6 +57,9 @@ class Adversary:
         min_prob: uniform mixing weight of the (severity) distribution, see :class:`Reinforce`.
         entropy_coef: entropy bonus weight.
         description: one line for docs and ``--help``.
+        levels: severity levels the adversary's action space must hold (a default action space
+            is widened to them, as for a schedule; e.g. ``(1, 2, 3, 4, 5)``); ``()``: the action
+            space's own. The policy chooses among every level of the action space.
 
     Example:
         >>> from advcorrupt.policy.adversaries import get_adversary
@@ -72,6 +75,7 @@ class Adversary:
     min_prob: float = 0.1
     entropy_coef: float = 0.01
     description: str = ""
+    levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -87,6 +91,10 @@ class Adversary:
         if self.head == "flat" and self.band is not None:
             raise ValueError(f"band applies to the hierarchical head only; got band={self.band} with head='flat'")
         object.__setattr__(self, "band", check_band(self.band, None))
+        levels = tuple(self.levels)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in levels) or list(levels) != sorted(set(levels)):
+            raise ValueError(f"levels must be rising ints >= 1 (or () for the action space's); got {self.levels!r}")
+        object.__setattr__(self, "levels", levels)
 
     def make_head(self, num_corruptions: int, num_severities: int) -> FlatHead | HierarchicalHead:
         """The action distribution for a ``K x S`` action space (``hi`` of the band is capped at ``K``)."""
@@ -200,5 +208,7 @@ for _adv in (
               description="corruption kept in [0.5/K, 2/K], severity uniform, reward = damage"),
     Adversary("learnable", head="hierarchical", reward="progress", band=(0.5, 2.0),
               description="corruption kept in [0.5/K, 2/K], severity adversarial, reward = damage the update removed"),
+    Adversary("banded5", head="hierarchical", reward="damage", band=(0.5, 2.0), levels=(1, 2, 3, 4, 5),
+              description="banded over severity levels 1-5 (the action space widened, as random@1-5's)"),
 ):
     register_adversary(_adv)

@@ -155,14 +155,21 @@ def _starts(spec: str, levels: list[int], values: Sequence[float | None] | None)
 
 
 def schedule_levels(strategy: object) -> tuple[int, ...]:
-    """The levels a strategy string's schedule draws (``()`` for any other strategy).
+    """The levels a strategy string's schedule draws, or its adversary's action space must hold
+    (:attr:`~advcorrupt.policy.adversaries.Adversary.levels`); ``()`` for any other strategy.
 
     Example:
-        >>> schedule_levels("random@1-5"), schedule_levels("random")
-        ((1, 2, 3, 4, 5), ())
+        >>> schedule_levels("random@1-5"), schedule_levels("banded5"), schedule_levels("random")
+        ((1, 2, 3, 4, 5), (1, 2, 3, 4, 5), ())
     """
+    from .adversaries import get_adversary, list_adversaries
+
     schedule = parse_schedule(strategy)
-    return schedule.levels if schedule is not None else ()
+    if schedule is not None:
+        return schedule.levels
+    if isinstance(strategy, str) and (strategy == "learned" or strategy in list_adversaries()):
+        return get_adversary(strategy).levels
+    return ()
 
 
 def widen_severities(severities: Sequence[int], strategy: object) -> tuple[int, ...]:

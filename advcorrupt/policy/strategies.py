@@ -238,6 +238,13 @@ def _make_learned(
     reinforce_kwargs: dict[str, Any] | None,
 ) -> LearnedStrategy:
     adversary = get_adversary(strategy)
+    missing = [lv for lv in adversary.levels if lv not in action_space.severities]
+    if missing:
+        raise ValueError(
+            f"strategy {strategy!r} chooses among levels {list(adversary.levels)}; the action space has "
+            f"{list(action_space.severities)} (missing {missing}): leave action_space out (it is widened to them) "
+            "or build it with those levels"
+        )
     kwargs = dict(reinforce_kwargs or {})
     min_prob = kwargs.pop("min_prob", adversary.min_prob)
     kwargs.setdefault("entropy_coef", adversary.entropy_coef)
