@@ -58,8 +58,8 @@ class AdversarialCorruptionTrainer:
         action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
             corruptions, severities 1-3, plus any level a schedule strategy draws).
         strategy: ``None`` (default): the task's :attr:`~advcorrupt.tasks.Task.default_strategy`,
-            chosen by measurement: ``"learned"`` (the default adversary) for binary masks,
-            ``"random"`` for semantic ones (docs/results.md); ``"learned"`` where ``policy``,
+            chosen by measurement: the schedule ``"random@3"`` for binary masks, ``"random"``
+            for semantic ones (docs/results.md); ``"learned"`` where ``policy``,
             ``policy_kwargs`` or ``reinforce_kwargs`` configure a policy. Without ``task`` /
             ``num_classes`` it is decided at the first batch, as the task is (float (B, 1, H, W)
             masks: binary; otherwise one no-grad probe forward that changes no buffer reads the

@@ -298,7 +298,7 @@ def test_paper_adversary_starves_the_harmless_corruptions(toy_space: ActionSpace
 # ----------------------------------------------------------------------------- zero-config wrapping
 def test_trainer_infers_channels_from_the_first_batch_and_checkpoints_before_it() -> None:
     model = nn.Conv2d(3, 1, 3, padding=1)
-    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), strategy="learned")
     assert not trainer.built and trainer.policy is None
     with pytest.raises(RuntimeError, match="built from the first batch"):
         _ = trainer.strategy
@@ -309,7 +309,7 @@ def test_trainer_infers_channels_from_the_first_batch_and_checkpoints_before_it(
     with pytest.raises(ValueError, match="C = 3 channel"):
         trainer.step(torch.rand(4, 1, 32, 32), y)
     trainer.load_state_dict(early)  # a pre-build state leaves the built policy as it is
-    other = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    other = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), strategy="learned")
     other.load_state_dict(trainer.state_dict())  # builds the policy from the saved weights
     assert other.built and torch.allclose(other.policy_probabilities(x), trainer.policy_probabilities(x))
 

@@ -194,6 +194,7 @@ def _trainer(optimizer: str = "sgd", **kw: Any) -> tuple[AdversarialCorruptionTr
         "adam": lambda: torch.optim.Adam(model.parameters(), lr=0.1),
         "adam_fused": lambda: torch.optim.Adam(model.parameters(), lr=0.1, fused=True),
     }[optimizer]()
+    kw.setdefault("strategy", "learned")  # the policy's path: the one with device-side state to keep sync-free
     return AdversarialCorruptionTrainer(model, opt, generator=torch.Generator().manual_seed(1), **kw), model
 
 

@@ -537,7 +537,7 @@ class _BatchNormNet(nn.Module):
 
 
 @pytest.mark.parametrize("k, masks, expected", [
-    (K, "indices", "random"), (1, "float", "learned"), (1, "integer (B, 1, H, W)", "learned"),
+    (K, "indices", "random"), (1, "float", "random@3"), (1, "integer (B, 1, H, W)", "random@3"),
 ])
 def test_strategy_none_takes_the_default_of_the_task_the_first_batch_decides(k: int, masks: str, expected: str) -> None:
     images, labels = _rgb_batch()
@@ -550,7 +550,7 @@ def test_strategy_none_takes_the_default_of_the_task_the_first_batch_decides(k: 
         trainer.strategy
     trainer.step(images, target)
     assert trainer.strategy.name == expected and trainer.state_dict()["strategy"] == expected
-    assert (trainer.policy is not None) == (expected == "learned")
+    assert trainer.policy is None  # both defaults are fixed distributions: no policy network
 
 
 def test_the_default_probe_changes_no_buffer_and_no_random_state() -> None:
@@ -572,7 +572,8 @@ def test_the_default_probe_changes_no_buffer_and_no_random_state() -> None:
 def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> None:
     model, opt = _multi_class()
     assert AdversarialCorruptionTrainer(model, opt, num_classes=K).strategy.name == "random"
-    assert AdversarialCorruptionTrainer(model, opt, task="binary", in_channels=3).strategy.name == "learned"
+    assert AdversarialCorruptionTrainer(model, opt, task="binary", in_channels=3).strategy.name == "random@3"
+    assert (BinaryTask.default_strategy, SemanticTask.default_strategy) == ("random@3", "random")
     # policy arguments ask for a policy: the default adversary, whatever the task
     named = AdversarialCorruptionTrainer(model, opt, num_classes=K, in_channels=3, policy_kwargs={"widths": (4, 4, 4, 4, 4)})
     assert named.strategy.name == "learned" and named.policy is not None
@@ -580,7 +581,7 @@ def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> No
 
 def test_the_two_line_loop_reads_the_default_from_the_models_output_channels() -> None:
     images, _ = _rgb_batch()
-    for k, expected in ((K, "random"), (1, "learned")):
+    for k, expected in ((K, "random"), (1, "random@3")):
         model, opt = _multi_class(k)
         trainer = AdversarialCorruptionTrainer(model, opt)
         assert trainer.corrupt(images).shape == images.shape
