@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BinaryTask", "SemanticTask", "Task", "TASKS", "infer_task", "make_task"]
+__all__ = ["BinaryTask", "SemanticTask", "Task", "TASKS", "default_strategy", "infer_task", "make_task"]
 
 #: The task names ``task=`` accepts.
 TASKS: tuple[str, ...] = ("binary", "semantic")
@@ -421,6 +421,32 @@ def make_task(
             )
         return BinaryTask()
     return SemanticTask(num_classes, ignore_index=ignore_index, class_weights=class_weights)
+
+
+def default_strategy(
+    task: Task | None = None, *, output_channels: int | None = None, wants_policy: bool = False,
+) -> str | None:
+    """The strategy ``strategy=None`` stands for (what a trainer, a config or the CLI use).
+
+    ``"learned"`` where policy arguments ask for a policy; else the task's
+    :attr:`Task.default_strategy`; with no task, the one its output channels imply (K > 1:
+    semantic, as :func:`infer_task` decides); ``None`` while neither is known.
+
+    Example:
+        >>> default_strategy(SemanticTask(3)), default_strategy(output_channels=1), default_strategy()
+        ('random', 'random@3', None)
+    """
+    if wants_policy:
+        return "learned"
+    if task is not None:
+        return task.default_strategy
+    if output_channels is not None:
+        return (SemanticTask if output_channels > 1 else BinaryTask).default_strategy
+    return None
+
+
+#: Every task's default strategy (a saved state of an undecided trainer may name any of them).
+DEFAULT_STRATEGIES: frozenset[str] = frozenset({BinaryTask.default_strategy, SemanticTask.default_strategy})
 
 
 def infer_task(masks: Tensor, output_channels: int) -> Task:

@@ -36,10 +36,11 @@ from .corruptions._registry import validate_images
 from .corruptions.functional import _host_reads_ok
 from ._outputs import output_heads
 from .policy.action_space import ActionSpace
+from .policy.adversaries import is_adversary, needs_losses_after
 from .policy.reinforce import PolicySample
 from .policy.schedules import schedule_action_space
 from .policy.strategies import Strategy, make_strategy
-from .tasks import BinaryTask, SemanticTask, Task, infer_task, make_task
+from .tasks import DEFAULT_STRATEGIES, BinaryTask, Task, default_strategy, infer_task, make_task
 
 __all__ = ["AdversarialCorruptionTrainer", "frozen_buffers"]
 
@@ -179,10 +180,9 @@ class AdversarialCorruptionTrainer:
         self.model = model
         self.optimizer = optimizer
         self.task: Task | None = make_task(task, num_classes=num_classes, ignore_index=ignore_index)
-        if strategy is None and (policy is not None or policy_kwargs or reinforce_kwargs):
-            strategy = "learned"  # the policy arguments ask for a learned strategy
-        elif strategy is None and self.task is not None:
-            strategy = self.task.default_strategy
+        if strategy is None:
+            wants_policy = policy is not None or bool(policy_kwargs) or bool(reinforce_kwargs)
+            strategy = default_strategy(self.task, wants_policy=wants_policy)
         self._strategy_pending = strategy is None  # the task's default, decided at the first batch
         self.loss_fn = loss_fn if loss_fn is not None or self.task is None else self.task.default_loss()
         self._loss_from_task = False  # whether loss_fn is the default of a task inferred from a batch
@@ -206,7 +206,7 @@ class AdversarialCorruptionTrainer:
             total_steps=total_steps,
         )
         self._strategy: Strategy | None = None
-        needs_channels = isinstance(strategy, str) and policy is None and _is_learned(strategy)
+        needs_channels = isinstance(strategy, str) and policy is None and is_adversary(strategy)
         if strategy is None:
             pass  # the task's default: built with the first batch
         elif in_channels is not None or not needs_channels:
@@ -238,7 +238,7 @@ class AdversarialCorruptionTrainer:
         channels on this batch say which task's (K > 1: semantic), read by a no-grad forward that
         changes no buffer and no random state."""
         if self.task is not None:
-            self._use_strategy(self.task.default_strategy)
+            self._use_strategy(self.task.default_strategy)  # type: ignore[arg-type]
             return
         x = self.preprocess(images) if self.preprocess is not None else images
         devices = [self.device] if self.device.type == "cuda" else []
@@ -251,7 +251,7 @@ class AdversarialCorruptionTrainer:
                 f"the model's output channels on the first batch; that forward failed ({type(e).__name__}: {e}). "
                 "Name the strategy (e.g. strategy='learned' or 'random') or the task (task=, num_classes=)"
             ) from e
-        self._use_strategy((SemanticTask if channels > 1 else BinaryTask).default_strategy)
+        self._use_strategy(default_strategy(output_channels=channels))  # type: ignore[arg-type]
 
     def _use_strategy(self, name: str) -> None:
         """Fix the strategy ``strategy=None`` stands for (widening a default action space to its levels)."""
@@ -291,10 +291,8 @@ class AdversarialCorruptionTrainer:
         """Whether :meth:`update_policy` needs the losses recomputed after the detector's update."""
         if self._strategy is not None:
             return self._strategy.needs_after
-        from .policy.adversaries import needs_losses_after
-
         if self._strategy_name is None:  # not decided yet: whether either task's default would need them
-            return any(needs_losses_after(t.default_strategy) for t in (BinaryTask, SemanticTask))
+            return any(needs_losses_after(name) for name in DEFAULT_STRATEGIES)
         return needs_losses_after(self._strategy_name)
 
     def policy_probabilities(self, images: Tensor) -> Tensor:
@@ -679,8 +677,7 @@ class AdversarialCorruptionTrainer:
         task = self.task if self.task is not None else (make_task(state["task"]) if state.get("task") else None)
         if task is not None:
             return task.default_strategy
-        defaults = (BinaryTask.default_strategy, SemanticTask.default_strategy)
-        return state["strategy"] if state["strategy"] in defaults else None
+        return state["strategy"] if state["strategy"] in DEFAULT_STRATEGIES else None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; a different action space or strategy is a ValueError
@@ -690,7 +687,7 @@ class AdversarialCorruptionTrainer:
             self._set_task(make_task(state["task"]))  # type: ignore[arg-type]
         if self._strategy_name is None and state.get("strategy"):
             self._use_strategy(state["strategy"])
-            if not _is_learned(state["strategy"]):  # no policy to wait for: built now, as at construction
+            if not is_adversary(state["strategy"]):  # no policy to wait for: built now, as at construction
                 self._build_strategy(1)
         strategy_state = state.get("strategy_state") or {}
         if self._strategy is None:
@@ -811,12 +808,6 @@ def frozen_buffers(module: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for buf, value in saved:
                 buf.copy_(value)
-
-
-def _is_learned(strategy: str) -> bool:
-    from .policy.adversaries import list_adversaries
-
-    return strategy == "learned" or strategy in list_adversaries()
 
 
 def _saved_in_channels(strategy_state: dict[str, Any]) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "REWARDS",
     "Adversary",
     "get_adversary",
+    "is_adversary",
     "list_adversaries",
     "needs_losses_after",
     "register_adversary",
@@ -92,7 +93,8 @@ class Adversary:
             raise ValueError(f"band applies to the hierarchical head only; got band={self.band} with head='flat'")
         object.__setattr__(self, "band", check_band(self.band, None))
         levels = tuple(self.levels)
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in levels) or list(levels) != sorted(set(levels)):
+        ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in levels)
+        if not ints or list(levels) != sorted(set(levels)):
             raise ValueError(f"levels must be rising ints >= 1 (or () for the action space's); got {self.levels!r}")
         object.__setattr__(self, "levels", levels)
 
@@ -173,11 +175,14 @@ def list_adversaries() -> list[str]:
     return list(_ADVERSARIES)
 
 
+def is_adversary(strategy: object) -> bool:
+    """Whether ``strategy`` names a learned adversary (``"learned"`` or a registered name)."""
+    return isinstance(strategy, str) and (strategy == "learned" or strategy in _ADVERSARIES)
+
+
 def needs_losses_after(strategy: object) -> bool:
     """Whether ``strategy`` names an adversary whose reward needs the losses after the detector's update."""
-    if not isinstance(strategy, str) or (strategy != "learned" and strategy not in _ADVERSARIES):
-        return False
-    return get_adversary(strategy).needs_after
+    return is_adversary(strategy) and get_adversary(strategy).needs_after  # type: ignore[arg-type]
 
 
 def get_adversary(name: str) -> Adversary:

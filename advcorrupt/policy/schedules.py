@@ -162,13 +162,13 @@ def schedule_levels(strategy: object) -> tuple[int, ...]:
         >>> schedule_levels("random@1-5"), schedule_levels("banded5"), schedule_levels("random")
         ((1, 2, 3, 4, 5), (1, 2, 3, 4, 5), ())
     """
-    from .adversaries import get_adversary, list_adversaries
+    from .adversaries import get_adversary, is_adversary
 
     schedule = parse_schedule(strategy)
     if schedule is not None:
         return schedule.levels
-    if isinstance(strategy, str) and (strategy == "learned" or strategy in list_adversaries()):
-        return get_adversary(strategy).levels
+    if is_adversary(strategy):
+        return get_adversary(strategy).levels  # type: ignore[arg-type]
     return ()
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ._strategy import Strategy
 from .action_space import ActionSpace
-from .adversaries import Adversary, get_adversary, list_adversaries
+from .adversaries import Adversary, get_adversary, is_adversary, list_adversaries
 from .network import PolicyNetwork
 from .reinforce import PolicySample, Reinforce
 from .schedules import make_schedule, parse_schedule
@@ -205,7 +205,7 @@ def make_strategy(
         return strategy
     if not isinstance(strategy, str):
         raise TypeError(f"strategy must be a str or a Strategy; got {type(strategy).__name__}")
-    learned = strategy == "learned" or strategy in list_adversaries()
+    learned = is_adversary(strategy)
     if not learned and (policy is not None or reinforce_kwargs):
         raise ValueError(
             f"policy / reinforce_kwargs only apply to learned strategies (learned, "

@@ -183,9 +183,11 @@ class TrainConfig:
         if self.log_format not in ("jsonl", "csv"):
             raise ValueError(f"log_format must be 'jsonl' or 'csv'; got {self.log_format!r}")
         self._check_task_fields()
-        if self.strategy is None:  # the policy options ask for a learned strategy, as in the trainer
-            learned = bool(self.policy_kwargs) or bool(self.reinforce_kwargs)
-            object.__setattr__(self, "strategy", "learned" if learned else run_task(self).default_strategy)
+        if self.strategy is None:  # the rule the trainer follows; the task is the config's own
+            from ..tasks import default_strategy
+
+            wants_policy = bool(self.policy_kwargs) or bool(self.reinforce_kwargs)
+            object.__setattr__(self, "strategy", default_strategy(run_task(self), wants_policy=wants_policy))
         # Normalise containers so configs compare equal after a JSON round trip.
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "reinforce_kwargs", dict(self.reinforce_kwargs))
