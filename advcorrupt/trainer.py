@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ._graphs import GraphedCall
+from ._skips import SkipCounter, finite_flag, step_unless_non_finite
 from .corruptions._registry import validate_images
 from .corruptions.functional import _host_reads_ok
 from ._outputs import output_heads
@@ -194,9 +195,7 @@ class AdversarialCorruptionTrainer:
         self.autocast_dtype = autocast_dtype
         self.skip_non_finite = bool(skip_non_finite)
         self.cuda_graphs = bool(cuda_graphs)
-        self._skip_state: Tensor | None = None  # device-side skip counters (accelerator steps)
-        self._num_skipped = 0
-        self._consecutive_skips = 0
+        self._skips = SkipCounter()
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.device = next(model.parameters()).device
         self._strategy_name = strategy if isinstance(strategy, str) or strategy is None else strategy.name
@@ -225,8 +224,6 @@ class AdversarialCorruptionTrainer:
         # (B,) actions drawn by the last corrupt() call (empty for "none"), for logging.
         self.last_actions: Tensor | None = None
         self.num_steps = 0
-        self.num_skipped = 0
-        self.consecutive_skips = 0
 
     # ------------------------------------------------------------------ the strategy, built lazily
     def _build_strategy(self, in_channels: int) -> Strategy:
@@ -478,12 +475,8 @@ class AdversarialCorruptionTrainer:
         """Detector and policy updates, skipped if the loss or gradient is not finite (CPU: one read)."""
         ok = True
         if self.skip_non_finite:
-            if gnorm is None:
-                gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
-            flags = torch.stack([torch.isfinite(loss.detach()), torch.isfinite(gnorm.to(loss.device))])
-            loss_ok, grad_ok = flags.tolist()  # the step's one host-device sync
             # With a scaler, inf/NaN gradients of a finite loss are the scaler's business.
-            ok = loss_ok and (grad_ok or self.scaler is not None)
+            ok = bool(finite_flag(loss, grads, gnorm, check_grads=self.scaler is None))  # the one sync
         if ok:
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
@@ -502,7 +495,7 @@ class AdversarialCorruptionTrainer:
         else:
             self._pending = self._probe = None
         self.num_steps += 1
-        self._count_host_skip(ok)
+        self._skips.count_host(ok, self.num_steps)
         return ok, policy_stats
 
     def _policy_step(self, b: int, per_sample: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
@@ -529,80 +522,22 @@ class AdversarialCorruptionTrainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=inputs.device.type, dtype=self.autocast_dtype)
 
-    def _count_host_skip(self, ok: bool) -> None:
-        if ok:
-            self.consecutive_skips = 0
-            return
-        self.num_skipped += 1
-        self.consecutive_skips += 1
-        warnings.warn(
-            f"non-finite loss or gradient at step {self.num_steps}: detector and policy updates "
-            f"skipped ({self.consecutive_skips} consecutive, {self.num_skipped} in total)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-
     # ------------------------------------------------------------------ the sync-free accelerator step
     def _update_on_device(
         self, b: int, per_sample: Tensor, loss: Tensor, grads: list[Tensor], gnorm: Tensor | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Detector and policy updates, applied or skipped by a device-side finite flag (no sync).
 
-        ``ok = isfinite(loss) & isfinite(gradient norm)`` never leaves the device. A fused
-        optimizer (``fused=True``) gets it as ``found_inf``, as a ``GradScaler`` hands it over,
-        and skips the whole update on the device; any other optimizer gets zero gradients where
-        ``ok`` is false (no NaN reaches the weights; a momentum optimizer still moves by its
-        momentum). With a scaler, the scaler handles non-finite gradients as usual. The policy
-        update gets ``valid=ok``. Skips are counted on the device (see :attr:`num_skipped`).
+        ``ok = isfinite(loss) & isfinite(gradient norm)`` never leaves the device;
+        :func:`~advcorrupt._skips.step_unless_non_finite` changes no weight where it is false, and the
+        policy update gets ``valid=ok``. Skips are counted on the device (see :attr:`num_skipped`).
         """
-        dev = loss.device
-        ok = torch.isfinite(loss.detach())
-        if self.scaler is None:
-            if gnorm is None:
-                gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=dev)
-            ok = ok & torch.isfinite(gnorm.to(dev))
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        elif getattr(self.optimizer, "_step_supports_amp_scaling", False):
-            self.optimizer.found_inf = (~ok).float()  # type: ignore[attr-defined]
-            self.optimizer.grad_scale = None  # type: ignore[attr-defined]
-            try:
-                self.optimizer.step()
-            finally:
-                del self.optimizer.found_inf, self.optimizer.grad_scale  # type: ignore[attr-defined]
-        else:
-            bad = ~ok
-            for g in grads:
-                g.masked_fill_(bad, 0.0)
-            self.optimizer.step()
+        ok = finite_flag(loss, grads, gnorm, check_grads=self.scaler is None)
+        step_unless_non_finite(self.optimizer, grads, ok, self.scaler)
         policy_stats = self._policy_step(b, per_sample, valid=ok)
-        self._count_skip((~ok).float())
+        self._skips.count_device((~ok).float())
         self.num_steps += 1
         return ok, policy_stats
-
-    def _count_skip(self, skipped: Tensor) -> None:
-        """Device counters since the last read: [skips, trailing run of skips, saw a finite step]."""
-        st = self._skip_state if self._skip_state is not None else torch.zeros(3, device=skipped.device)
-        run = (st[1] + skipped) * skipped
-        self._skip_state = torch.stack([st[0] + skipped, run, torch.maximum(st[2], 1.0 - skipped)])
-
-    def _read_skips(self) -> None:
-        """Fold the device counters into the host counts: one host-device sync (warns on skips)."""
-        if self._skip_state is None:
-            return
-        skips, run, saw_ok = (int(v) for v in self._skip_state.tolist())
-        self._skip_state = None
-        self._num_skipped += skips
-        self._consecutive_skips = run if saw_ok else self._consecutive_skips + run
-        if skips:
-            warnings.warn(
-                f"{skips} step(s) with a non-finite loss or gradient since the last check: their detector "
-                f"and policy updates were skipped ({self._consecutive_skips} consecutive, "
-                f"{self._num_skipped} in total)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
 
     @property
     def num_skipped(self) -> int:
@@ -612,24 +547,20 @@ class AdversarialCorruptionTrainer:
         :attr:`consecutive_skips`) copies the count to the host, one sync: read it once per log
         interval, not every step (a ``RuntimeWarning`` reports skips found by the read).
         """
-        self._read_skips()
-        return self._num_skipped
+        return self._skips.total
 
     @num_skipped.setter
     def num_skipped(self, value: int) -> None:
-        self._read_skips()
-        self._num_skipped = int(value)
+        self._skips.total = value
 
     @property
     def consecutive_skips(self) -> int:
         """Skipped steps since the last finite one (a loop may stop after N); see :attr:`num_skipped`."""
-        self._read_skips()
-        return self._consecutive_skips
+        return self._skips.run
 
     @consecutive_skips.setter
     def consecutive_skips(self, value: int) -> None:
-        self._read_skips()
-        self._consecutive_skips = int(value)
+        self._skips.run = value
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
