@@ -328,3 +328,19 @@ def test_cuda_graphed_trainer_equals_the_eager_trainer() -> None:
     torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-5)
     for a, b in zip(wa, wb):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_skip_warnings_point_at_the_callers_line() -> None:
+    """Both skip warnings (host: at the step; accelerator: at the read) name the user's file, not ours."""
+    loss_fn = _NaNOnce()
+    trainer, _ = _trainer(loss_fn=loss_fn)
+    x, y = _batch()
+    loss_fn.armed = True
+    with pytest.warns(RuntimeWarning, match="at step 1") as host:
+        trainer.step(x, y)
+    loss_fn.armed = True
+    with accelerator_semantics():
+        trainer.step(x, y)
+    with pytest.warns(RuntimeWarning, match="since the last check") as read:
+        assert trainer.num_skipped == 2
+    assert [w.filename for w in (*host, *read)] == [__file__, __file__]
