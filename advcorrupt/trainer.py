@@ -447,7 +447,7 @@ class AdversarialCorruptionTrainer:
             masks = self._infer_task(masks, images, outputs)
             targets = torch.cat([masks, masks]) if self.strategy.corrupts else masks
         with self._autocast(inputs):
-            per_sample = self._per_sample_loss(outputs, targets)
+            per_sample = self.per_sample_loss(outputs, targets)
         self._probe = (inputs, targets) if self.strategy.needs_after else None
         loss_clean = per_sample[:b].mean()
         if self.strategy.corrupts:
@@ -515,7 +515,7 @@ class AdversarialCorruptionTrainer:
         losses differ by the update only; running statistics and other buffers are restored.
         """
         with frozen_buffers(self.model), self._autocast(inputs):
-            return self._per_sample_loss(self.model(inputs), targets).float()
+            return self.per_sample_loss(self.model(inputs), targets).float()
 
     def _autocast(self, inputs: Tensor) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
@@ -696,7 +696,26 @@ class AdversarialCorruptionTrainer:
                 return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
         return False
 
-    def _per_sample_loss(self, outputs: object, targets: Tensor) -> Tensor:
+    def per_sample_loss(self, outputs: object, targets: Tensor) -> Tensor:
+        """The per-sample loss the trainer trains with and rewards the policy with.
+
+        ``loss_fn`` (the task's default loss unless given) on each output head, averaged over the
+        heads (deep supervision). Useful in a two-line loop, and to score actions offline.
+
+        Args:
+            outputs: the model's output on N images (logits, a list/tuple of them or a dict with
+                ``"out"``).
+            targets: their masks, as the task reads them (the task must be known: given, or
+                decided by a first :meth:`step`).
+
+        Shape:
+            outputs: (N, C, H, W) per head; targets: as for :meth:`step`. Output: (N,) float32.
+        """
+        if self.task is None:
+            raise RuntimeError(
+                "per_sample_loss() needs the task (what the masks mean): pass task= (or num_classes=) to the "
+                "trainer, or call step() once so that the first batch decides it"
+            )
         heads = output_heads(outputs)
         n = targets.shape[0]
         total: Tensor | None = None

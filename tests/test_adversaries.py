@@ -211,7 +211,7 @@ def test_step_rewards_progress_with_one_probe_forward_that_leaves_the_model_as_a
     assert torch.equal(seen["inputs"][:8], x)
     copy = copy_module(learnable.model)
     with torch.no_grad():
-        again = learnable._per_sample_loss(copy(seen["inputs"]), torch.cat([m, m]))
+        again = learnable.per_sample_loss(copy(seen["inputs"]), torch.cat([m, m]))
     torch.testing.assert_close(seen["after_clean"], again[:8])
     torch.testing.assert_close(seen["after_corrupted"], again[8:])
     assert not torch.allclose(seen["after_corrupted"], seen["corrupted"]), "the update changed the losses"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from advcorrupt.policy.diagnostics import image_dependence
+from advcorrupt.policy.diagnostics import image_dependence, per_image_headroom
 from advcorrupt.training import TrainConfig, fit
 
 
@@ -81,3 +81,57 @@ def test_the_example_reads_a_trained_run_and_reports_its_policy(tmp_path: Path, 
     assert row.startswith(f"| {tmp_path / 'run'} | banded | ") and row.count("|") == 8
     with pytest.raises(FileNotFoundError, match="no ckpt"):
         example.policy_probabilities(tmp_path, None, 6)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- per_image_headroom
+
+
+def _noisy(r: torch.Tensor, sd: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return r + sd * torch.randn(r.shape, generator=g)
+
+
+def test_headroom_is_none_when_one_action_is_best_for_every_image() -> None:
+    r = torch.tensor([0.0, 0.5, 2.0, 1.0]).expand(200, 4) + torch.linspace(0, 1, 200)[:, None]  # image + action
+    out = per_image_headroom(_noisy(r, 0.05, 1), _noisy(r, 0.05, 2))
+    assert out["interaction_share"] < 0.01 and out["noise_share"] < 0.01
+    assert out["action_share"] > 0.5 and out["image_share"] > 0.1
+    assert abs(sum(out[k] for k in ("action_share", "image_share", "interaction_share")) - 1) < 1e-9
+    assert out["best_action_gain"] == pytest.approx(2.0 - 0.875, abs=0.02)
+    assert out["per_image_gain"] <= 0.0
+
+
+def test_headroom_finds_a_per_image_best_action() -> None:
+    """Half the images are hurt most by action 0, the other half by action 1: a per-image choice
+    gains 1.0 over any single action, and the interaction holds the variance."""
+    half = torch.arange(100)[:, None] < 50
+    r = torch.where(half, torch.tensor([2.0, 1.0]), torch.tensor([1.0, 2.0]))
+    out = per_image_headroom(_noisy(r, 0.05, 1), _noisy(r, 0.05, 2))
+    assert out["interaction_share"] > 0.95 and out["action_share"] < 0.01
+    assert out["per_image_gain"] == pytest.approx(0.5, abs=0.02)  # 2.0 per image against 1.5 for one action
+    assert out["best_action_gain"] == pytest.approx(0.0, abs=0.02)
+
+
+def test_headroom_out_of_sample_gain_is_not_fooled_by_noise() -> None:
+    """Pure noise: choosing per image on one measurement gains nothing on the other (in-sample it would)."""
+    r = torch.zeros(500, 10)
+    a, b = _noisy(r, 1.0, 1), _noisy(r, 1.0, 2)
+    out = per_image_headroom(a, b)
+    assert abs(out["per_image_gain"]) < 0.15
+    assert float(a.max(1).values.mean()) > 1.0  # what an in-sample oracle would have claimed
+    assert out["noise_share"] == pytest.approx(out["interaction_share"], rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("reward", "replicate", "match"),
+    [
+        (torch.zeros(5), torch.zeros(5), "reward must be a float \\(N, A\\)"),
+        (torch.zeros(1, 3), torch.zeros(1, 3), "N >= 2"),
+        (torch.zeros(4, 3), torch.zeros(4, 2), "replicate must have reward's shape \\(4, 3\\)"),
+        (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, 3), "reward must be a float"),
+        (torch.full((4, 3), float("nan")), torch.zeros(4, 3), "finite"),
+    ],
+)
+def test_headroom_refuses_bad_input(reward: torch.Tensor, replicate: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        per_image_headroom(reward, replicate)

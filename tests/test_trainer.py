@@ -359,3 +359,26 @@ def test_cuda_step_does_not_sync_host_and_device() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(stats["loss"])
+
+
+def test_per_sample_loss_is_the_loss_the_step_trains_with() -> None:
+    """Public per_sample_loss: the loss_fn averaged over deep-supervision heads, one value per image."""
+    model = DeepSupervised("list")
+    trainer = AdversarialCorruptionTrainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), strategy="none", task="binary",
+    )
+    x, y = torch.rand(3, 1, 16, 16), (torch.rand(3, 1, 16, 16) > 0.7).float()
+    with torch.no_grad():
+        heads = model(x)
+        got = trainer.per_sample_loss(heads, y)
+    step = trainer.step(x, y)  # lr 0: the same weights
+    want = (trainer.loss_fn(heads[0], y) + trainer.loss_fn(heads[1], y)) / 2
+    assert got.shape == (3,) and torch.allclose(got, want)
+    assert float(step["loss"]) == pytest.approx(float(got.mean()), rel=1e-5)
+
+
+def test_per_sample_loss_needs_the_task() -> None:
+    model = _net()
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), strategy="random")
+    with pytest.raises(RuntimeError, match="per_sample_loss\\(\\) needs the task"):
+        trainer.per_sample_loss(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))

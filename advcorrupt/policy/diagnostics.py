@@ -13,6 +13,13 @@ measures how much the distribution varies across images, overall and for each fa
   the image;
 * ``mean_tv`` / ``max_tv``: the mean and largest total-variation distance between an image's
   distribution and the mean one (0: all the same; 1: disjoint supports).
+
+:func:`per_image_headroom` asks the converse: could a policy gain by choosing per image? It takes
+the reward (e.g. the damage ``loss(corrupted) - loss(clean)``) of every action on every image,
+measured twice with independent corruption noise, and splits its variation into the action's
+effect, the image's effect and the image x action interaction (the only part a per-image choice
+can exploit), and measures out of sample how much reward choosing the best action per image adds
+over the best single action for all images.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["image_dependence"]
+__all__ = ["image_dependence", "per_image_headroom"]
 
 
 def _entropy(p: Tensor) -> Tensor:
@@ -86,3 +93,67 @@ def image_dependence(probs: Tensor, *, num_severities: int | None = None) -> dic
         out["corruption"] = _dependence(grid.sum(-1))
         out["severity"] = _dependence(grid.sum(-2))
     return out
+
+
+def per_image_headroom(reward: Tensor, replicate: Tensor) -> dict[str, float]:
+    """How much reward a per-image choice of action could add over one action for every image.
+
+    Args:
+        reward: ``r[i, a]``, the reward of action ``a`` on image ``i`` (e.g. the damage
+            ``loss(a(x_i)) - loss(x_i)``).
+        replicate: the same matrix measured again with independent corruption noise; it
+            separates true image x action interaction from noise and keeps the oracle honest.
+
+    Shape:
+        reward, replicate: (N, A), N >= 2 images, A >= 2 actions.
+
+    Returns:
+        On the mean of the two measurements, shares of its variance around the grand mean
+        (summing to 1): ``action_share`` (the action's main effect: what a fixed schedule can
+        exploit), ``image_share`` (the image's main effect: no choice of action changes it) and
+        ``interaction_share`` (image x action), of which ``noise_share`` is what measurement noise
+        puts there (a cell's noise variance, that of the replicates' difference / 4, times the
+        interaction's ``(N - 1)(A - 1) / NA`` share of the cells' degrees of freedom). Out of sample (choose on one
+        measurement, score on the other, both ways averaged): ``best_action_gain``, the reward
+        of the single best action over a uniformly drawn one, and ``per_image_gain``, the reward of
+        each image's own best action over that single best action (what an image-conditioned
+        policy could add at most; <= 0 in expectation when there is nothing to add).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> r = torch.tensor([0.0, 1.0, 2.0]).expand(50, 3)  # the same action is best for every image
+        >>> out = per_image_headroom(r + 0.01 * torch.randn(50, 3), r + 0.01 * torch.randn(50, 3))
+        >>> round(out["action_share"], 3), out["per_image_gain"] <= 0.0
+        (1.0, True)
+    """
+    for name, m in (("reward", reward), ("replicate", replicate)):
+        if not isinstance(m, Tensor) or m.dim() != 2 or m.shape[0] < 2 or m.shape[1] < 2 or not m.is_floating_point():
+            got = f"shape {tuple(m.shape)}" if isinstance(m, Tensor) else type(m).__name__
+            raise ValueError(f"{name} must be a float (N, A) tensor with N >= 2 images and A >= 2 actions; got {got}")
+    if replicate.shape != reward.shape:
+        raise ValueError(f"replicate must have reward's shape {tuple(reward.shape)}; got {tuple(replicate.shape)}")
+    r1, r2 = reward.detach().double().cpu(), replicate.detach().double().cpu()
+    if not (torch.isfinite(r1).all() and torch.isfinite(r2).all()):
+        raise ValueError("reward and replicate must be finite")
+    r, (n, k) = (r1 + r2) / 2, r1.shape
+    centred = r - r.mean()
+    action = r.mean(0, keepdim=True) - r.mean()
+    image = r.mean(1, keepdim=True) - r.mean()
+    total = float(centred.pow(2).mean())
+    share = (lambda v: float(v) / total) if total > 0 else (lambda v: 0.0)
+    gains = [_choice_gains(a, b) for a, b in ((r1, r2), (r2, r1))]
+    return {
+        "action_share": share(action.pow(2).mean()),
+        "image_share": share(image.pow(2).mean()),
+        "interaction_share": share((centred - action - image).pow(2).mean()),
+        "noise_share": share((r1 - r2).pow(2).mean() / 4 * (n - 1) * (k - 1) / (n * k)),
+        "best_action_gain": sum(g[0] for g in gains) / 2,
+        "per_image_gain": sum(g[1] for g in gains) / 2,
+    }
+
+
+def _choice_gains(choose: Tensor, score: Tensor) -> tuple[float, float]:
+    """Choose on ``choose``, score on ``score``: (best single action - uniform, per-image best - best single)."""
+    best = int(choose.mean(0).argmax())
+    per_image = score.gather(1, choose.argmax(1, keepdim=True)).mean()
+    return float(score[:, best].mean() - score.mean()), float(per_image - score[:, best].mean())
