@@ -9,6 +9,14 @@ decides the action), overall and for the corruption and the severity factors, wi
 severity distribution. A learned strategy whose shares are near 0 could be replaced by the fixed
 schedule of its mean distribution.
 
+``--headroom`` asks the converse with the run's final detector (any strategy): could a policy
+gain by choosing per image? It scores every action of the run's action space on ``--headroom-images``
+training views, twice with independent corruption noise, as the damage
+``loss(corrupted) - loss(clean)`` (the default adversary's reward, the detector in eval mode) and
+prints :func:`advcorrupt.policy.diagnostics.per_image_headroom`: the shares of the damage's
+variation due to the action, the image and their interaction (beyond noise), and the damage a
+per-image choice adds, out of sample, over the single most damaging action.
+
 Usage::
 
     python examples/policy_dependence.py runs/nuaa/banded/seed0 runs/nuaa/banded/seed1 \\
@@ -21,19 +29,20 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from advcorrupt import AdversarialCorruptionTrainer
 from advcorrupt.checkpoint import latest_valid_checkpoint
-from advcorrupt.policy.diagnostics import image_dependence
+from advcorrupt.policy.diagnostics import image_dependence, per_image_headroom
 from advcorrupt.policy.schedules import schedule_action_space
-from advcorrupt.training import build_datasets, load_model, run_task
+from advcorrupt.training import TrainConfig, build_datasets, load_model, run_task
 from advcorrupt.training.run import in_channels
 
 
-def policy_probabilities(run_dir: Path, data_root: str | None, n_images: int) -> tuple[torch.Tensor, int, str]:
-    """``p(a | x)`` of the run's final policy on its training views, ``S`` and the strategy."""
+def load_run(run_dir: Path, data_root: str | None) -> tuple[AdversarialCorruptionTrainer, TrainConfig, Any]:
+    """The run's final trainer (detector, policy, action space), its config and its datasets (train, test, preprocess)."""
     found = latest_valid_checkpoint(run_dir, quarantine=False)
     if found is None:
         raise FileNotFoundError(f"run {run_dir} has no ckpt_*.pt checkpoint")
@@ -47,13 +56,51 @@ def policy_probabilities(run_dir: Path, data_root: str | None, n_images: int) ->
         in_channels=in_channels(config), task=run_task(config),
     )
     trainer.load_state_dict(state["trainer"])
-    train, _, _ = build_datasets(config)
-    with torch.random.fork_rng(devices=[]):  # the views' random crops: the same on every call
-        torch.manual_seed(config.seed)
-        index = torch.randperm(len(train))[:n_images].tolist()  # type: ignore[arg-type]
-        images = torch.stack([train[i][0] for i in index])
+    return trainer, config, build_datasets(config)
+
+
+def training_views(datasets: Any, seed: int, n_images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_images`` training items in a seeded order: images and masks, the same on every call."""
+    train = datasets[0]
+    with torch.random.fork_rng(devices=[]):  # the views' random crops
+        torch.manual_seed(seed)
+        index = torch.randperm(len(train))[:n_images].tolist()
+        items = [train[i] for i in index]
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+def policy_probabilities(run_dir: Path, data_root: str | None, n_images: int) -> tuple[torch.Tensor, int, str]:
+    """``p(a | x)`` of the run's final policy on its training views, ``S`` and the strategy."""
+    trainer, config, datasets = load_run(run_dir, data_root)
+    images, _ = training_views(datasets, config.seed, n_images)
     probs = torch.cat([trainer.policy_probabilities(chunk) for chunk in images.split(32)])
-    return probs, space.num_severities, config.strategy
+    return probs, trainer.action_space.num_severities, config.strategy
+
+
+@torch.no_grad()
+def damage_matrix(trainer: AdversarialCorruptionTrainer, preprocess: Any, images: torch.Tensor,
+                  masks: torch.Tensor, seed: int) -> torch.Tensor:
+    """``loss(a(x_i)) - loss(x_i)`` for every action ``a`` and image ``i``, (N, A); the detector in eval mode."""
+    model, space = trainer.model.eval(), trainer.action_space
+    generator = torch.Generator().manual_seed(seed)
+    clean = trainer.per_sample_loss(model(preprocess(images)), masks)
+    columns = []
+    for a in range(space.size):
+        corrupted = space.apply(images, torch.full((len(images),), a), generator=generator)
+        columns.append(trainer.per_sample_loss(model(preprocess(corrupted)), masks) - clean)
+    return torch.stack(columns, 1)
+
+
+def headroom(run_dir: Path, data_root: str | None, n_images: int) -> tuple[dict[str, float], str]:
+    """:func:`per_image_headroom` of the run's final detector on its training views, and the strategy."""
+    trainer, config, datasets = load_run(run_dir, data_root)
+    images, masks = training_views(datasets, config.seed, n_images)
+    preprocess = datasets[2]
+    reward = torch.cat([damage_matrix(trainer, preprocess, x, y, seed=1) for x, y in
+                        zip(images.split(16), masks.split(16))])
+    again = torch.cat([damage_matrix(trainer, preprocess, x, y, seed=2) for x, y in
+                       zip(images.split(16), masks.split(16))])
+    return per_image_headroom(reward, again), config.strategy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path, help="finished run folders (<strategy>/seed<k>/)")
     p.add_argument("--data-root", default=None, help="the dataset, if it moved since training")
     p.add_argument("--images", type=int, default=256, help="training views to run the policy on")
+    p.add_argument("--headroom", action="store_true",
+                   help="also score every action on the final detector: could a per-image choice gain?")
+    p.add_argument("--headroom-images", type=int, default=64, help="training views for --headroom")
     args = p.parse_args(argv)
     print("| run | strategy | I(x; a) / H(a) | corruption | severity | severity mean TV | mean severity shares |")
     print("|---|---|---|---|---|---|---|")
@@ -71,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {run} | {strategy} | {d['action']['normalized']:.4f} | {d['corruption']['normalized']:.4f} | "
               f"{d['severity']['normalized']:.4f} | {d['severity']['mean_tv']:.4f} | "
               f"{' / '.join(f'{v:.2f}' for v in shares.tolist())} |")
+    if args.headroom:
+        print("\n| run | strategy | action share | image share | interaction share | of it noise | "
+              "best action - uniform | per-image best - best action |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for run in args.runs:
+            h, strategy = headroom(run, args.data_root, args.headroom_images)
+            print(f"| {run} | {strategy} | {h['action_share']:.3f} | {h['image_share']:.3f} | "
+                  f"{h['interaction_share']:.3f} | {h['noise_share']:.3f} | {h['best_action_gain']:+.4f} | "
+                  f"{h['per_image_gain']:+.4f} |")
     return 0
 
 

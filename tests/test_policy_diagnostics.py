@@ -81,6 +81,16 @@ def test_the_example_reads_a_trained_run_and_reports_its_policy(tmp_path: Path, 
     assert row.startswith(f"| {tmp_path / 'run'} | banded | ") and row.count("|") == 8
     with pytest.raises(FileNotFoundError, match="no ckpt"):
         example.policy_probabilities(tmp_path, None, 6)  # type: ignore[attr-defined]
+    # --headroom: every action scored on the final detector, twice, as damage = loss(corrupted) - loss(clean)
+    trainer, cfg, datasets = example.load_run(tmp_path / "run", None)  # type: ignore[attr-defined]
+    x, y = example.training_views(datasets, cfg.seed, 4)  # type: ignore[attr-defined]
+    d = example.damage_matrix(trainer, datasets[2], x, y, seed=1)  # type: ignore[attr-defined]
+    assert d.shape == (4, 30) and torch.isfinite(d).all() and d.abs().sum() > 0
+    assert torch.equal(d, example.damage_matrix(trainer, datasets[2], x, y, seed=1))  # type: ignore[attr-defined]
+    assert not torch.equal(d, example.damage_matrix(trainer, datasets[2], x, y, seed=2))  # type: ignore[attr-defined]
+    assert example.main([str(tmp_path / "run"), "--images", "6", "--headroom", "--headroom-images", "4"]) == 0  # type: ignore[attr-defined]
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith(f"| {tmp_path / 'run'} | banded | ") and row.count("|") == 9
 
 
 # ---------------------------------------------------------------- per_image_headroom
