@@ -364,6 +364,9 @@ def test_seed_lists_are_checked_before_any_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown strategy 'greedy'"):
         ex.main(["--strategies", "random,greedy", "--out", str(tmp_path / "y")])  # type: ignore[attr-defined]
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(ValueError, match="input_size.*--policy-kwargs"):  # reaches the policy, checked first
+        ex.main(["--strategies", "banded", "--policy-kwargs", '{"input_size": 0}', "--out", str(tmp_path / "z")])  # type: ignore[attr-defined]
+    assert not (tmp_path / "z").exists()
 
 
 def test_harness_runs_strategies_over_seeds_with_paired_differences(tmp_path: Path) -> None:

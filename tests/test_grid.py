@@ -124,3 +124,28 @@ def test_a_pool_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
         if survived:
             os.kill(worker, signal.SIGKILL)  # the worker this test started
         assert survived is not watch
+
+
+@pytest.mark.parametrize("state", [None, "ckpt_00000002.pt", "metrics.jsonl"])
+def test_a_run_that_fails_leaves_no_half_made_folder_but_keeps_its_training_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str | None) -> None:
+    """run_one removes the folders it created when the run wrote no training state; a checkpoint or
+    a logged step stays for --resume. A sibling run's folder keeps the shared parent."""
+    from advcorrupt.training import grid
+
+    (tmp_path / "out" / "banded" / "seed0").mkdir(parents=True)  # a sibling run
+    folder = tmp_path / "out" / "random" / "seed1"
+
+    def failing_fit(config: TrainConfig, **_: object) -> dict[str, object]:
+        Path(config.out_dir, "config.json").write_text("{}")
+        if state is not None:
+            Path(config.out_dir, state).write_text("x")
+        raise RuntimeError("the model refused the batch")
+
+    monkeypatch.setattr(grid, "fit", failing_fit)
+    config = TrainConfig(model="acm", strategy="random", seed=1, out_dir=str(folder))
+    with pytest.raises(RuntimeError, match="refused"):
+        grid.run_one(config, grid.BenchSettings(), log=True)
+    assert folder.is_dir() == (state is not None)
+    assert not (tmp_path / "out" / "random").exists() or state is not None
+    assert (tmp_path / "out" / "banded" / "seed0").is_dir()

@@ -13,6 +13,7 @@ resumed run must share the fields that define it (:mod:`advcorrupt.training.chec
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -367,6 +368,7 @@ def check_config(config: TrainConfig) -> None:
                 f"'random', 'none', a corruption of the action space ({', '.join(space.corruptions)}) or a "
                 f"category with members in it (noise, blur, digital) (--strategy / TrainConfig.strategy)"
             ) from None
+    _check_policy(config, space)
     if config.device is not None:
         try:
             dev = torch.device(config.device)
@@ -378,6 +380,26 @@ def check_config(config: TrainConfig) -> None:
         _check_istd_root(config)
     else:
         _check_segmentation_root(config)
+
+
+def _check_policy(config: TrainConfig, space: Any) -> None:
+    """An adversary's policy network and updater build from ``policy_kwargs`` / ``reinforce_kwargs``
+    (a throwaway one on the CPU, the global random state untouched), else the error names the flags."""
+    from ..policy.adversaries import is_adversary
+    from ..policy.strategies import make_strategy
+
+    if not is_adversary(config.strategy):
+        return
+    try:
+        with torch.random.fork_rng(devices=[]):
+            make_strategy(config.strategy, space, in_channels=1 if config.dataset == "istd" else 3,
+                          policy_lr=config.policy_lr, policy_kwargs=dict(config.policy_kwargs) or None,
+                          reinforce_kwargs=dict(config.reinforce_kwargs) or None)
+    except (TypeError, ValueError) as e:
+        raise type(e)(
+            f"{e} (--policy-kwargs {json.dumps(dict(config.policy_kwargs))} / --reinforce-kwargs "
+            f"{json.dumps(dict(config.reinforce_kwargs))}; TrainConfig.policy_kwargs / reinforce_kwargs)"
+        ) from None
 
 
 def _check_model(config: TrainConfig) -> None:

@@ -164,14 +164,19 @@ def run_one(config: TrainConfig, bench: BenchSettings, *, resume: bool = False, 
     folder = Path(config.out_dir)
     if resume and (saved := load_run(folder, config.strategy, config.seed)) is not None:
         check_same_recipe(saved, config)  # resume reuses finished runs: only those of this recipe
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if log:  # a job's own output goes to its folder; the terminal gets one line per finished run
-            stream = stack.enter_context(open(folder / "run.log", "a", buffering=1))
-            stack.enter_context(contextlib.redirect_stdout(stream))
-            stack.enter_context(contextlib.redirect_stderr(stream))
-        summary = _train(config, resume=resume, progress=progress)
-        report = _bench(config, summary, bench, resume=resume, progress=progress)
+    try:
+        with contextlib.ExitStack() as stack:
+            if log:  # a job's own output goes to its folder; the terminal gets one line per finished run
+                stream = stack.enter_context(open(folder / "run.log", "a", buffering=1))
+                stack.enter_context(contextlib.redirect_stdout(stream))
+                stack.enter_context(contextlib.redirect_stderr(stream))
+            summary = _train(config, resume=resume, progress=progress)
+            report = _bench(config, summary, bench, resume=resume, progress=progress)
+    except BaseException:
+        _remove_if_unused(created)
+        raise
     names, scores = summary_names(report), summary_scalars(report)
     status = f"FAILED ({summary['failure']})" if summary.get("failed") else "ok"
     print(f"[{config.strategy} seed {config.seed}] trained in {summary.get('train_seconds', '?')} s, {status}; "
@@ -179,6 +184,24 @@ def run_one(config: TrainConfig, bench: BenchSettings, *, resume: bool = False, 
           f"{100 * scores[names.mean_corrupted]:.2f}", flush=True)
     return {"strategy": config.strategy, "seed": config.seed, "failed": bool(summary.get("failed")),
             "train": summary, "report": report}
+
+
+def _remove_if_unused(created: list[Path]) -> None:
+    """After a run failed: remove the folders it created if it wrote no training state (no checkpoint,
+    no logged step), so no half-made run folder is left behind; one with state stays, to resume."""
+    if not created:
+        return
+    folder = created[0]
+    metrics = folder / "metrics.jsonl"
+    if any(folder.glob("ckpt_*.pt")) or (folder / "done.json").exists() or (metrics.exists() and metrics.stat().st_size):
+        return
+    for name in ("run.log", "config.json", "metrics.jsonl"):
+        (folder / name).unlink(missing_ok=True)
+    for made in created:
+        try:
+            made.rmdir()  # only if empty: a sibling run's folder keeps its parents
+        except OSError:
+            return
 
 
 def _train(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class GridSpec:
         default_profile: picks the profile when ``--profile`` is not given, from the arguments.
         profile_help: the ``--profile`` help line (say what ``default_profile`` picks).
         flags: the script's own overrides, besides the model, epochs, steps per epoch, batch size,
-            lr, warm-up, policy lr and policy-updater kwargs every script has.
+            lr, warm-up, policy lr, policy-network and policy-updater kwargs every script has.
         default_strategies: ``--strategies`` when not given.
         default_out: ``--out`` when not given.
         data_help: the ``--data-root`` help line.
@@ -129,6 +129,8 @@ def parse_grid_args(spec: GridSpec, argv: Sequence[str] | None = None) -> argpar
     p.add_argument("--policy-lr", type=float, default=None)
     p.add_argument("--reinforce-kwargs", type=json.loads, default=None,
                    help='JSON for the policy updater, e.g. \'{"min_prob": 0.5, "entropy_coef": 0.05}\'')
+    p.add_argument("--policy-kwargs", type=json.loads, default=None,
+                   help='JSON for the policy network, e.g. \'{"input_size": 256}\' (part of the recipe)')
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default=spec.default_out, help="<strategy>/seed<k>/ per run, plus results.md/json")
     p.add_argument("--resume", action="store_true", help="resume interrupted runs; reuse finished runs and reports")
@@ -209,7 +211,7 @@ def _grid(spec: GridSpec, args: argparse.Namespace, profile: str) -> tuple[list[
     """Every configuration of the grid (strategy x seed), checked; the strategies and the seeds in order."""
     template = dict(spec.profiles[profile])
     for key in ("model", *(f[1] for f in _COMMON_FLAGS), *(f.field for f in spec.flags), "policy_lr",
-                "reinforce_kwargs"):
+                "reinforce_kwargs", "policy_kwargs"):
         if getattr(args, key) is not None:
             template[key] = getattr(args, key)
     template.pop("strategy", None)
