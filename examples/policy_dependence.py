@@ -54,6 +54,7 @@ def load_run(run_dir: Path, data_root: str | None) -> tuple[AdversarialCorruptio
         model, torch.optim.Adam(model.parameters()), action_space=space, strategy=config.strategy,
         policy_kwargs=dict(config.policy_kwargs) or None, reinforce_kwargs=dict(config.reinforce_kwargs) or None,
         in_channels=in_channels(config), task=run_task(config),
+        total_steps=max(1, int(state["trainer"].get("num_steps", 1))),  # a curriculum's timetable: the run's steps
     )
     trainer.load_state_dict(state["trainer"])
     return trainer, config, build_datasets(config)
