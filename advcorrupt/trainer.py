@@ -39,7 +39,7 @@ from ._outputs import output_heads
 from .policy.action_space import ActionSpace
 from .policy.adversaries import is_adversary, needs_losses_after
 from .policy.reinforce import PolicySample
-from .policy.schedules import schedule_action_space
+from .policy.schedules import schedule_action_space, schedule_levels
 from .policy.strategies import Strategy, make_strategy
 from .tasks import DEFAULT_STRATEGIES, BinaryTask, Task, default_strategy, infer_task, make_task
 
@@ -60,7 +60,7 @@ class AdversarialCorruptionTrainer:
         action_space: the (corruption, severity) grid; default ``ActionSpace()`` (all registered
             corruptions, severities 1-3, plus any level a schedule strategy draws).
         strategy: ``None`` (default): the task's :attr:`~advcorrupt.tasks.Task.default_strategy`,
-            chosen by measurement: the schedule ``"random@3"`` for binary masks, ``"random"``
+            chosen by measurement: the schedule ``"random@1-5"`` for binary masks, ``"random"``
             for semantic ones (docs/results.md); ``"learned"`` where ``policy``,
             ``policy_kwargs`` or ``reinforce_kwargs`` configure a policy. Without ``task`` /
             ``num_classes`` it is decided at the first batch, as the task is (float (B, 1, H, W)
@@ -173,21 +173,25 @@ class AdversarialCorruptionTrainer:
                                         or in_channels < 1):
             raise ValueError(f"in_channels must be a positive int or None (inferred from the first batch); "
                              f"got {in_channels!r}")
-        self._default_space = action_space is None
-        if action_space is None:  # the default levels, plus those a schedule such as "random@1-5" draws
-            action_space = schedule_action_space(strategy)
-        elif not isinstance(action_space, ActionSpace):
-            raise TypeError(f"action_space must be an ActionSpace or None; got {type(action_space).__name__}")
         self.model = model
         self.optimizer = optimizer
         self.task: Task | None = make_task(task, num_classes=num_classes, ignore_index=ignore_index)
+        defaulted = strategy is None
         if strategy is None:
             wants_policy = policy is not None or bool(policy_kwargs) or bool(reinforce_kwargs)
             strategy = default_strategy(self.task, wants_policy=wants_policy)
         self._strategy_pending = strategy is None  # the task's default, decided at the first batch
         self.loss_fn = loss_fn if loss_fn is not None or self.task is None else self.task.default_loss()
         self._loss_from_task = False  # whether loss_fn is the default of a task inferred from a batch
+        # after the strategy is known: a default strategy of the task may draw levels beyond 1-3
+        self._default_space = action_space is None
+        if action_space is None:  # the default levels, plus those a schedule such as "random@1-5" draws
+            action_space = schedule_action_space(strategy)
+        elif not isinstance(action_space, ActionSpace):
+            raise TypeError(f"action_space must be an ActionSpace or None; got {type(action_space).__name__}")
         self.action_space = action_space
+        if defaulted and strategy is not None and not self._default_space:
+            self._check_default_fits(strategy)
         self.lam = float(lam)
         self.preprocess = preprocess
         self.generator = generator
@@ -254,8 +258,21 @@ class AdversarialCorruptionTrainer:
         """Fix the strategy ``strategy=None`` stands for (widening a default action space to its levels)."""
         if self._default_space:
             self.action_space = schedule_action_space(name)
+        else:
+            self._check_default_fits(name)
         self._strategy_name = name
         self._strategy_args.update(strategy=name, action_space=self.action_space)
+
+    def _check_default_fits(self, name: str) -> None:
+        """An action space the user built must hold the levels of the default that ``strategy=None`` stands for."""
+        missing = sorted(set(schedule_levels(name)) - set(self.action_space.severities))
+        if missing:
+            raise ValueError(
+                f"strategy=None stands for the task's measured default {name!r}, which draws levels "
+                f"{list(schedule_levels(name))}; action_space holds levels {list(self.action_space.severities)} "
+                f"(missing {missing}): add them (ActionSpace(..., severities={list(schedule_levels(name))})) or "
+                "name a strategy, e.g. strategy='random' (uniform over the action space)"
+            )
 
     @property
     def strategy(self) -> Strategy:
@@ -582,19 +599,21 @@ class AdversarialCorruptionTrainer:
         """Raise ``ValueError`` (changing nothing) unless ``state`` fits this trainer."""
         if not isinstance(state, dict) or "action_space" not in state:
             raise ValueError("state must be a dict from AdversarialCorruptionTrainer.state_dict()")
-        mine = self.action_space.state_dict()
-        if state["action_space"] != mine:
-            raise ValueError(
-                f"state was saved with a different action space {state['action_space']}; expected this "
-                f"trainer's {mine}"
-            )
-        saved_task = state.get("task")
+        saved_task = state.get("task")  # first: another task also means another default strategy and space
         if saved_task is not None and self.task is not None and saved_task != self.task.to_dict():
             raise ValueError(f"state was saved for the task {saved_task}; expected this trainer's {self.task.to_dict()}")
         if state.get("strategy") != self._expected_strategy(state):
             raise ValueError(
                 f"state was saved with strategy {state.get('strategy')!r}; expected this trainer's "
                 f"{self._expected_strategy(state)!r}"
+            )
+        mine = self.action_space.state_dict()
+        if self._strategy_name is None and self._default_space and state.get("strategy"):
+            mine = schedule_action_space(state["strategy"]).state_dict()  # as loading it will widen the space
+        if state["action_space"] != mine:
+            raise ValueError(
+                f"state was saved with a different action space {state['action_space']}; expected this "
+                f"trainer's {mine}"
             )
 
     def _expected_strategy(self, state: dict[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advcorrupt.losses import PerSampleCrossEntropy, SoftIoULoss
+from advcorrupt.policy import ActionSpace
 from advcorrupt.tasks import TASKS, BinaryTask, SemanticTask, infer_task, make_task
 from advcorrupt.trainer import AdversarialCorruptionTrainer
 
@@ -537,7 +538,7 @@ class _BatchNormNet(nn.Module):
 
 
 @pytest.mark.parametrize("k, masks, expected", [
-    (K, "indices", "random"), (1, "float", "random@3"), (1, "integer (B, 1, H, W)", "random@3"),
+    (K, "indices", "random"), (1, "float", "random@1-5"), (1, "integer (B, 1, H, W)", "random@1-5"),
 ])
 def test_strategy_none_takes_the_default_of_the_task_the_first_batch_decides(k: int, masks: str, expected: str) -> None:
     images, labels = _rgb_batch()
@@ -572,8 +573,10 @@ def test_the_default_probe_changes_no_buffer_and_no_random_state() -> None:
 def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> None:
     model, opt = _multi_class()
     assert AdversarialCorruptionTrainer(model, opt, num_classes=K).strategy.name == "random"
-    assert AdversarialCorruptionTrainer(model, opt, task="binary", in_channels=3).strategy.name == "random@3"
-    assert (BinaryTask.default_strategy, SemanticTask.default_strategy) == ("random@3", "random")
+    binary = AdversarialCorruptionTrainer(model, opt, task="binary", in_channels=3)
+    assert binary.strategy.name == "random@1-5"
+    assert tuple(binary.action_space.severities) == (1, 2, 3, 4, 5)  # the default space widened to its levels
+    assert (BinaryTask.default_strategy, SemanticTask.default_strategy) == ("random@1-5", "random")
     # policy arguments ask for a policy: the default adversary, whatever the task
     named = AdversarialCorruptionTrainer(model, opt, num_classes=K, in_channels=3, policy_kwargs={"widths": (4, 4, 4, 4, 4)})
     assert named.strategy.name == "learned" and named.policy is not None
@@ -581,11 +584,12 @@ def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> No
 
 def test_the_two_line_loop_reads_the_default_from_the_models_output_channels() -> None:
     images, _ = _rgb_batch()
-    for k, expected in ((K, "random"), (1, "random@3")):
+    for k, expected in ((K, "random"), (1, "random@1-5")):
         model, opt = _multi_class(k)
         trainer = AdversarialCorruptionTrainer(model, opt)
         assert trainer.corrupt(images).shape == images.shape
         assert trainer.strategy.name == expected and trainer.task is None
+        assert max(trainer.action_space.severities) == (5 if k == 1 else 3)  # widened to the schedule's levels
 
 
 def test_a_model_that_fails_the_probe_gets_a_clear_error_and_an_undecided_trainer() -> None:
@@ -611,6 +615,18 @@ def test_an_undecided_trainer_resumes_the_default_a_state_names_and_refuses_anot
         AdversarialCorruptionTrainer(model, opt, num_classes=K).load_state_dict(learned.state_dict())
     with pytest.raises(ValueError, match="expected this trainer's 'random'"):  # the state's own task decides
         AdversarialCorruptionTrainer(model, opt).load_state_dict(learned.state_dict())
+    # binary: the default schedule draws levels 1-5, so the resumed trainer's default space widens to them
+    one = nn.Conv2d(1, 1, 3, padding=1)
+    sgd = torch.optim.SGD(one.parameters(), lr=0.1)
+    binary = AdversarialCorruptionTrainer(one, sgd)
+    images, masks = torch.rand(4, 1, 16, 16), (torch.rand(4, 1, 16, 16) > 0.9).float()
+    binary.step(images, masks)
+    again = AdversarialCorruptionTrainer(one, sgd)
+    again.load_state_dict(binary.state_dict())
+    assert again.strategy.name == "random@1-5" and tuple(again.action_space.severities) == (1, 2, 3, 4, 5)
+    assert torch.isfinite(again.step(images, masks)["loss"])
+    with pytest.raises(ValueError, match="different action space"):  # a space the user named stays checked
+        AdversarialCorruptionTrainer(one, sgd, action_space=ActionSpace()).load_state_dict(binary.state_dict())
 
 
 def test_zero_config_accepts_b1hw_integer_masks() -> None:
@@ -796,3 +812,22 @@ def test_two_line_integration_with_per_sample_cross_entropy() -> None:
         assert {"reward", "policy_entropy"} <= set(stats) and torch.isfinite(stats["reward"])
     assert trainer.policy is not None and not _unchanged(trainer.policy, policy_before)
     assert trainer.task is None  # the trainer never saw the masks: nothing to decide
+
+
+def test_a_users_action_space_without_the_default_levels_is_refused_with_the_fix() -> None:
+    """strategy=None on binary masks means the schedule random@1-5: a space the user built with levels
+    1-3 cannot hold it, and the error says what strategy=None stands for and both ways out."""
+    model = nn.Conv2d(1, 1, 3, padding=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    space = ActionSpace(["gaussian_noise", "contrast"])
+    with pytest.raises(ValueError, match=r"strategy=None stands for .*'random@1-5'.*missing \[4, 5\].*strategy='random'"):
+        AdversarialCorruptionTrainer(model, opt, action_space=space, task="binary")
+    lazy = AdversarialCorruptionTrainer(model, opt, action_space=space)  # decided at the first batch
+    images = torch.rand(2, 1, 16, 16)
+    with pytest.raises(ValueError, match="missing \\[4, 5\\]"):
+        lazy.corrupt(images)
+    assert not lazy.built
+    wide = ActionSpace(["gaussian_noise", "contrast"], severities=(1, 2, 3, 4, 5))
+    assert AdversarialCorruptionTrainer(model, opt, action_space=wide, task="binary").strategy.name == "random@1-5"
+    named = AdversarialCorruptionTrainer(model, opt, action_space=space, task="binary", strategy="random")
+    assert named.corrupt(images).shape == images.shape

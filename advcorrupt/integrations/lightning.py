@@ -58,7 +58,7 @@ class AdversarialCorruption(pl.Callback):
 
     Args:
         strategy: ``None`` (default): the task's default, as
-            :class:`~advcorrupt.AdversarialCorruptionTrainer` decides it (``"random@3"`` for a one-channel
+            :class:`~advcorrupt.AdversarialCorruptionTrainer` decides it (``"random@1-5"`` for a one-channel
             output, ``"random"`` for K > 1 classes; pass ``task=`` / ``num_classes=`` to say it), or any
             strategy of the trainer (``"learned"``, ``"random"``, a corruption name, a
             schedule such as ``"random@3"``; a ``"curriculum@..."`` timetable spans

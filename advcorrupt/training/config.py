@@ -48,7 +48,7 @@ class TrainConfig:
         model: a name from :func:`advcorrupt.models.list_models`.
         model_kwargs: extra arguments of the model factory.
         strategy: ``None`` (default): the task's default, resolved when the config is made, so
-            ``config.json`` names the strategy that ran (binary: ``"random@3"``; semantic:
+            ``config.json`` names the strategy that ran (binary: ``"random@1-5"``; semantic:
             ``"random"``; :attr:`~advcorrupt.tasks.Task.default_strategy`; ``"learned"`` where
             ``policy_kwargs`` / ``reinforce_kwargs`` are given). Or ``"learned"``, an adversary's
             name, ``"random"``, ``"none"``, a corruption, a category or a schedule (``"random@3"``).
