@@ -265,12 +265,13 @@ class AdversarialCorruptionTrainer:
 
     def _check_default_fits(self, name: str) -> None:
         """An action space the user built must hold the levels of the default that ``strategy=None`` stands for."""
-        missing = sorted(set(schedule_levels(name)) - set(self.action_space.severities))
+        levels = list(schedule_levels(name))
+        missing = sorted(set(levels) - set(self.action_space.severities))
         if missing:
             raise ValueError(
                 f"strategy=None stands for the task's measured default {name!r}, which draws levels "
-                f"{list(schedule_levels(name))}; action_space holds levels {list(self.action_space.severities)} "
-                f"(missing {missing}): add them (ActionSpace(..., severities={list(schedule_levels(name))})) or "
+                f"{levels}; action_space holds levels {list(self.action_space.severities)} "
+                f"(missing {missing}): add them (ActionSpace(..., severities={levels})) or "
                 "name a strategy, e.g. strategy='random' (uniform over the action space)"
             )
 

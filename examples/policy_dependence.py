@@ -96,11 +96,11 @@ def headroom(run_dir: Path, data_root: str | None, n_images: int) -> tuple[dict[
     """:func:`per_image_headroom` of the run's final detector on its training views, and the strategy."""
     trainer, config, datasets = load_run(run_dir, data_root)
     images, masks = training_views(datasets, config.seed, n_images)
-    preprocess = datasets[2]
-    reward = torch.cat([damage_matrix(trainer, preprocess, x, y, seed=1) for x, y in
-                        zip(images.split(16), masks.split(16))])
-    again = torch.cat([damage_matrix(trainer, preprocess, x, y, seed=2) for x, y in
-                       zip(images.split(16), masks.split(16))])
+    reward, again = (  # two measurements with independent corruption noise
+        torch.cat([damage_matrix(trainer, datasets[2], x, y, seed=seed)
+                   for x, y in zip(images.split(16), masks.split(16))])
+        for seed in (1, 2)
+    )
     return per_image_headroom(reward, again), config.strategy
 
 

@@ -128,7 +128,6 @@ def test_headroom_out_of_sample_gain_is_not_fooled_by_noise() -> None:
     a, b = _noisy(r, 1.0, 1), _noisy(r, 1.0, 2)
     out = per_image_headroom(a, b)
     assert abs(out["per_image_gain"]) < 0.15
-    assert float(a.max(1).values.mean()) > 1.0  # what an in-sample oracle would have claimed
     assert out["noise_share"] == pytest.approx(out["interaction_share"], rel=0.1)
 
 
