@@ -285,6 +285,20 @@ def test_default_adversary_still_chooses_per_image(toy_space: ActionSpace) -> No
     assert mass.min() >= 0.5 / K - 1e-6
 
 
+def test_relative_adversary_chooses_per_image_with_its_own_baselines(toy_space: ActionSpace) -> None:
+    """``relative`` is ``banded`` with one baseline per action: built so, and on the toy's bright and
+    dark images it learns each kind's own harmful shift."""
+    relative = make_strategy("relative", toy_space)
+    assert relative.reinforce.per_action_baseline and not make_strategy("banded", toy_space).reinforce.per_action_baseline  # type: ignore[attr-defined]
+    assert get_adversary("relative5").levels == (1, 2, 3, 4, 5) and get_adversary("relative5").baseline == "per_action"
+    bright = torch.arange(16) % 2 == 0
+    mass = mass_after_training(toy_space, "relative", bright, steps=220, seed=1)
+    assert mass[bright, TOY.index("adv_up")].mean() >= 1.5 / K, mass[bright].mean(0)
+    assert mass[~bright, TOY.index("adv_down")].mean() >= 1.5 / K, mass[~bright].mean(0)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        Adversary("x", baseline="median")
+
+
 def test_paper_adversary_starves_the_harmless_corruptions(toy_space: ActionSpace) -> None:
     """The contrast that motivates the band: the paper's flat policy leaves the others at its floor."""
     trainer, g = toy_trainer(toy_space, "paper")

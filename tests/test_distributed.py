@@ -131,34 +131,37 @@ def _worker(out_dir: str) -> None:
         trainer.step(images[part], masks[part])
     torch.save({"model": model.state_dict()}, out / f"fixed_rank{rank}.pt")
 
-    # B: the learned policy, own data and own generator stream per rank.
-    torch.manual_seed(2000 + rank)  # the policies start different: the trainer must broadcast
-    model = TinyNet()
-    ddp = DDP(model)
-    trainer = AdversarialCorruptionTrainer(
-        ddp, torch.optim.Adam(ddp.parameters(), lr=1e-2),
-        action_space=ActionSpace(SPACE["corruptions"], severities=SPACE["severities"]),
-        strategy="learned", policy_kwargs=SMALL_POLICY, policy_lr=0.05, in_channels=1,
-        generator=torch.Generator().manual_seed(3000 + rank),
-    )
-    drawn: list[torch.Tensor] = []
-    sample = trainer.strategy.sample
+    # B: a learned policy, own data and own generator stream per rank; "relative" also keeps
+    # one reward baseline per action, summed across ranks in the same all_reduce.
+    for strategy in ("learned", "relative"):
+        torch.manual_seed(2000 + rank)  # the policies start different: the trainer must broadcast
+        model = TinyNet()
+        ddp = DDP(model)
+        trainer = AdversarialCorruptionTrainer(
+            ddp, torch.optim.Adam(ddp.parameters(), lr=1e-2),
+            action_space=ActionSpace(SPACE["corruptions"], severities=SPACE["severities"]),
+            strategy=strategy, policy_kwargs=SMALL_POLICY, policy_lr=0.05, in_channels=1,
+            generator=torch.Generator().manual_seed(3000 + rank),
+        )
+        drawn: list[torch.Tensor] = []
+        sample = trainer.strategy.sample
 
-    def recording_sample(images: torch.Tensor, *, generator: torch.Generator | None = None) -> Any:
-        s = sample(images, generator=generator)
-        drawn.append(s.actions.clone())
-        return s
+        def recording_sample(images: torch.Tensor, *, generator: torch.Generator | None = None) -> Any:
+            s = sample(images, generator=generator)
+            drawn.append(s.actions.clone())
+            return s
 
-    trainer.strategy.sample = recording_sample  # type: ignore[method-assign]
-    images, masks = _data(4000 + rank, 4)
-    for _ in range(STEPS):
-        trainer.step(images, masks)
-    assert trainer.policy is not None
-    torch.save(
-        {"model": model.state_dict(), "policy": trainer.policy.state_dict(),
-         "baseline": trainer.strategy.state_dict()["baseline"], "actions": torch.cat(drawn)},
-        out / f"learned_rank{rank}.pt",
-    )
+        trainer.strategy.sample = recording_sample  # type: ignore[method-assign]
+        images, masks = _data(4000 + rank, 4)
+        for _ in range(STEPS):
+            trainer.step(images, masks)
+        assert trainer.policy is not None
+        state = trainer.strategy.state_dict()
+        torch.save(
+            {"model": model.state_dict(), "policy": trainer.policy.state_dict(), "actions": torch.cat(drawn),
+             **{k: state[k] for k in ("baseline", "action_baseline", "action_count") if k in state}},
+            out / f"{strategy}_rank{rank}.pt",
+        )
 
     # C: the CLI in the same process group (as under torchrun).
     code = main([
@@ -254,12 +257,17 @@ def test_ddp_detector_matches_one_process_on_the_concatenated_batch(two_ranks: P
         assert not torch.equal(v, start[k]), f"{k} did not train"
 
 
-def test_policy_stays_identical_across_ranks_while_each_samples_its_own_actions(two_ranks: Path) -> None:
-    ranks = _load(two_ranks, "learned")
+@pytest.mark.parametrize("strategy", ["learned", "relative"])
+def test_policy_stays_identical_across_ranks_while_each_samples_its_own_actions(two_ranks: Path, strategy: str) -> None:
+    ranks = _load(two_ranks, strategy)
     for part in ("model", "policy"):
         for k, v in ranks[0][part].items():
             assert torch.equal(v, ranks[1][part][k]), f"ranks disagree on {part}.{k}"
     assert torch.equal(ranks[0]["baseline"], ranks[1]["baseline"]), "the baseline follows the global mean reward"
+    if strategy == "relative":  # the per-action baselines follow the actions of both ranks
+        assert torch.equal(ranks[0]["action_baseline"], ranks[1]["action_baseline"])
+        assert torch.equal(ranks[0]["action_count"], ranks[1]["action_count"])
+        assert (ranks[0]["action_count"] > 0).any()
     assert not torch.equal(ranks[0]["actions"], ranks[1]["actions"]), "each rank must draw its own actions"
     from advcorrupt.policy import PolicyNetwork
 

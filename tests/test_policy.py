@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from advcorrupt.corruptions import _registry, available, corrupt
 from advcorrupt.policy import (
@@ -101,6 +101,59 @@ def test_reinforce_state_dict_round_trip_restores_policy_and_baseline() -> None:
     assert torch.allclose(a.probabilities(x), b.probabilities(x))
     assert torch.equal(a.baseline, b.baseline) and b.num_updates == 3
     assert b.optimizer.state_dict()["state"].keys() == a.optimizer.state_dict()["state"].keys()
+
+
+def _two_kinds_of_image(per_action: bool, reward_of: Callable[[Tensor, Tensor], Tensor], *, steps: int = 60, seed: int = 0) -> Tensor:
+    """Train a two-action policy on dark (kind 0) and bright (kind 1) images; return p(a | x) per kind,
+    (2, 2): row = image kind, column = action."""
+    torch.manual_seed(seed)
+    updater = Reinforce(PolicyNetwork(1, 2, input_size=32), lr=0.5, entropy_coef=0.0, per_action_baseline=per_action)
+    kind = torch.arange(16) % 2
+    x = kind.float()[:, None, None, None].expand(16, 1, 32, 32) + 0.05 * torch.rand(16, 1, 32, 32)
+    for _ in range(steps):
+        sample = updater.act(x)
+        updater.update(sample, reward_of(sample.actions, kind))
+    p = updater.probabilities(x)
+    return torch.stack([p[kind == 0].mean(0), p[kind == 1].mean(0)])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_action_baseline_pays_only_the_per_image_choice(seed: int) -> None:
+    """Action 0 pays 2 more on every image; on top, each kind of image has its own better action. A
+    global baseline chases the action that is better on average; per-action baselines learn each
+    image's own action."""
+    def reward(actions: Tensor, kind: Tensor) -> Tensor:
+        return (actions == kind).float() + 2.0 * (actions == 0).float()
+
+    glob = _two_kinds_of_image(False, reward, seed=seed)
+    per = _two_kinds_of_image(True, reward, seed=seed)
+    assert glob[1, 0] > 0.8, glob  # the bright images get action 0 too
+    assert per[0, 0] > 0.8 and per[1, 1] > 0.8, per
+
+
+def test_per_action_baseline_leaves_an_image_blind_preference_unlearned() -> None:
+    """Action 0 pays more on every image and nothing depends on the image: per-action baselines
+    see no advantage and keep the draw near uniform."""
+    per = _two_kinds_of_image(True, lambda actions, kind: 2.0 * (actions == 0).float())
+    assert (per - 0.5).abs().max() < 0.1, per
+
+
+def test_per_action_baselines_round_trip_and_refuse_a_mismatched_state() -> None:
+    a = Reinforce(PolicyNetwork(1, 4, input_size=32), lr=0.1, per_action_baseline=True)
+    x = torch.rand(8, 1, 32, 32)
+    for _ in range(3):
+        s = a.act(x)
+        a.update(s, s.actions.float())  # action k earns k: the per-action means are the actions
+    state = a.state_dict()
+    drawn = state["action_count"] > 0
+    assert drawn.any() and torch.allclose(state["action_baseline"][drawn], torch.arange(4.0)[drawn])
+    b = Reinforce(PolicyNetwork(1, 4, input_size=32), lr=0.1, per_action_baseline=True)
+    b.load_state_dict(state)
+    assert torch.equal(b.state_dict()["action_baseline"], state["action_baseline"])
+    with pytest.raises(ValueError, match="per_action_baseline=True; this updater has per_action_baseline=False"):
+        Reinforce(PolicyNetwork(1, 4, input_size=32), lr=0.1).load_state_dict(state)
+    with pytest.raises(TypeError, match="per_action_baseline must be a bool; got str"):
+        Reinforce(PolicyNetwork(1, 4, input_size=32), per_action_baseline="yes")  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- the claims

@@ -14,7 +14,10 @@ averaged over corruptions. The adversaries here differ in two choices:
   (learnability: how much of that damage the detector's update just removed, damage before the
   update minus damage after it; unlearnable extremes stop paying. It needs the batch's losses
   once more after the update: :meth:`AdversarialCorruptionTrainer.step` runs one extra no-grad
-  forward pass of the 2B batch, with the model's buffers restored afterwards).
+  forward pass of the 2B batch, with the model's buffers restored afterwards);
+* ``baseline``: ``"mean"`` (one moving baseline for all actions) or ``"per_action"`` (each action's
+  own: only what an action does to *this* image beyond its average pays, so the policy gains only
+  by choosing per image; the ``relative`` adversaries, issue 20).
 
 ``strategy="learned"`` means :data:`DEFAULT_ADVERSARY`; every adversary can also be named directly
 (``strategy="paper"`` reproduces version 0.1 for ablations).
@@ -42,6 +45,7 @@ __all__ = [
 
 REWARDS = ("loss", "damage", "progress")
 HEADS = ("flat", "hierarchical")
+BASELINES = ("mean", "per_action")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Adversary:
         levels: severity levels the adversary's action space must hold (a default action space
             is widened to them, as for a schedule; e.g. ``(1, 2, 3, 4, 5)``); ``()``: the action
             space's own. The policy chooses among every level of the action space.
+        baseline: ``"mean"`` or ``"per_action"`` (:class:`~advcorrupt.policy.Reinforce`'s
+            ``per_action_baseline``).
 
     Example:
         >>> from advcorrupt.policy.adversaries import get_adversary
@@ -77,6 +83,7 @@ class Adversary:
     entropy_coef: float = 0.01
     description: str = ""
     levels: tuple[int, ...] = ()
+    baseline: str = "mean"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -85,6 +92,8 @@ class Adversary:
             raise ValueError(f"head must be one of {HEADS}; got {self.head!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}; got {self.reward!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}; got {self.baseline!r}")
         if self.severity not in ("learned", "uniform"):
             raise ValueError(f"severity must be 'learned' or 'uniform'; got {self.severity!r}")
         if self.head == "flat" and self.severity != "learned":
@@ -215,5 +224,9 @@ for _adv in (
               description="corruption kept in [0.5/K, 2/K], severity adversarial, reward = damage the update removed"),
     Adversary("banded5", head="hierarchical", reward="damage", band=(0.5, 2.0), levels=(1, 2, 3, 4, 5),
               description="banded over severity levels 1-5 (the action space widened, as random@1-5's)"),
+    Adversary("relative", head="hierarchical", reward="damage", band=(0.5, 2.0), baseline="per_action",
+              description="banded, but each action's damage is paid relative to its own average: only per-image choice pays"),
+    Adversary("relative5", head="hierarchical", reward="damage", band=(0.5, 2.0), baseline="per_action",
+              levels=(1, 2, 3, 4, 5), description="relative over severity levels 1-5 (random@1-5 plus per-image choice)"),
 ):
     register_adversary(_adv)

@@ -100,6 +100,13 @@ class Reinforce:
     * ``baseline_momentum=0.9``: the baseline ``b`` is a moving average of the mean reward
       (initialised from the first batch); it reduces the estimator's variance without bias since
       ``b`` does not depend on the current actions.
+    * ``per_action_baseline=False``: with ``True`` each action ``a`` gets its own moving average
+      ``b_a`` of the rewards it earned, and the advantage is ``r_i - b_{a_i}``. This changes the
+      objective, on purpose: an action that pays more than the others *on average* earns no
+      advantage, only an image on which it pays more than its own average does. The policy can
+      then gain only by choosing per image; what it does not choose per image stays near the
+      action space's uniform draw (the ``relative`` adversaries, ``docs/trainer.md``). Actions not
+      drawn yet use the global ``b``.
     * ``entropy_coef=0.01``: a small bonus on the policy's entropy against premature collapse.
     * ``min_prob=0.1``: actions are drawn from ``(1 - min_prob) softmax + min_prob / K``, so each
       action keeps probability at least ``min_prob / K`` and every corruption stays explored
@@ -116,7 +123,8 @@ class Reinforce:
         lr: learning rate of the default SGD optimizer.
         momentum: momentum of the default SGD optimizer.
         optimizer: a ready optimizer over ``policy``'s parameters, replacing the default SGD.
-        baseline_momentum: EMA factor of the reward baseline and of the reward variance, in [0, 1).
+        baseline_momentum: EMA factor of the reward baseline(s) and of the reward variance, in [0, 1).
+        per_action_baseline: one baseline per action instead of one for all (see above).
         entropy_coef: weight of the entropy bonus (>= 0).
         min_prob: the uniform mixing weight ``eps`` in [0, 1) of the default flat head (0.1).
         head: the action distribution over the policy's outputs (:class:`FlatHead` or
@@ -150,6 +158,7 @@ class Reinforce:
         normalize_advantage: bool = True,
         advantage_clip: float | None = 5.0,
         max_grad_norm: float | None = None,
+        per_action_baseline: bool = False,
         process_group: Any = None,
     ) -> None:
         if not isinstance(policy, nn.Module):
@@ -174,6 +183,8 @@ class Reinforce:
             raise ValueError(f"advantage_clip must be > 0 or None; got {advantage_clip}")
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None; got {max_grad_norm}")
+        if not isinstance(per_action_baseline, bool):
+            raise TypeError(f"per_action_baseline must be a bool; got {type(per_action_baseline).__name__}")
         self.policy = policy
         self.params = [p for p in policy.parameters() if p.requires_grad]
         if not self.params:
@@ -191,12 +202,16 @@ class Reinforce:
         self.normalize_advantage = bool(normalize_advantage)
         self.advantage_clip = advantage_clip
         self.max_grad_norm = max_grad_norm
+        self.per_action_baseline = per_action_baseline
         self.process_group = process_group
         self.num_updates = 0
         device = self.params[0].device
         self._baseline = torch.zeros((), device=device)
         self._reward_var = torch.ones((), device=device)
         self._count = torch.zeros((), device=device)
+        # Per-action baselines and how often each was updated; sized on the first update.
+        self._action_baseline = torch.zeros(0, device=device)
+        self._action_count = torch.zeros(0, device=device)
         if _world() > 1:
             self.broadcast_parameters()
 
@@ -277,8 +292,7 @@ class Reinforce:
         batch_mean = r.sum() / n1
         batch_var = (w * (r - batch_mean) ** 2).sum() / n1
         started = self._count > 0
-        base = torch.where(started, self._baseline, batch_mean)
-        adv = r - base
+        adv = r - self._baseline_of(sample, r, w, batch_mean)
         if self.normalize_advantage:
             var = torch.where(started, self._reward_var, batch_var)
             adv = adv / (var.sqrt() + 1e-6)
@@ -288,13 +302,13 @@ class Reinforce:
         objective = (adv * log_prob).sum() / n1 + self.entropy_coef * (w * entropy).sum() / n1
         grads = torch.autograd.grad(-objective, self.params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
-        sums = torch.stack([r.sum(), n, (w * r * r).sum()])
+        sums = self._reward_sums(sample.actions, r, w)
         world = _world()
         if world > 1:
             flat = torch.cat([g.reshape(-1).float() for g in grads] + [sums])
             dist.all_reduce(flat, group=self.process_group)
-            sums = flat[-3:]
-            flat = flat[:-3] / world
+            sums = flat[-sums.numel():]
+            flat = flat[: -sums.numel()] / world
             grads, offset = [], 0
             for p in self.params:
                 grads.append(flat[offset : offset + p.numel()].view_as(p).to(p.dtype))
@@ -306,17 +320,7 @@ class Reinforce:
         self.optimizer.step()
         for p in self.params:
             p.grad = None
-        # Baseline and reward variance follow the (global) mean reward of this batch.
-        gn = sums[1]
-        g_mean = sums[0] / gn.clamp(min=1.0)
-        g_var = (sums[2] / gn.clamp(min=1.0) - g_mean**2).clamp(min=0.0)
-        m = self.baseline_momentum
-        has = gn > 0
-        new_b = torch.where(started, m * self._baseline + (1 - m) * g_mean, g_mean)
-        new_v = torch.where(started, m * self._reward_var + (1 - m) * g_var, g_var)
-        self._baseline = torch.where(has, new_b, self._baseline)
-        self._reward_var = torch.where(has, new_v, self._reward_var)
-        self._count = self._count + has.float()
+        self._update_baselines(sums)
         self.num_updates += 1
         return {
             "reward": batch_mean.detach(),
@@ -324,6 +328,53 @@ class Reinforce:
             "policy_entropy": entropy.detach().mean(),
             "advantage_std": adv.std(correction=0) if adv.numel() else adv.sum(),
         }
+
+    def _baseline_of(self, sample: PolicySample, r: Tensor, w: Tensor, batch_mean: Tensor) -> Tensor:
+        """Each sample's baseline: the global one (the batch mean before the first update) or, with
+        ``per_action_baseline``, its action's own (the action's mean in this batch until its first
+        update, as the global one starts from the first batch's mean)."""
+        if not self.per_action_baseline:
+            return torch.where(self._count > 0, self._baseline, batch_mean)
+        k = sample.probs.shape[-1]
+        if self._action_baseline.numel() != k:
+            if self._action_baseline.numel():
+                raise ValueError(f"sample has {k} actions; this updater's per-action baselines hold "
+                                 f"{self._action_baseline.numel()}")
+            self._action_baseline = torch.zeros(k, device=r.device)
+            self._action_count = torch.zeros(k, device=r.device)
+        zeros = torch.zeros_like(self._action_baseline)
+        batch_a = zeros.index_add(0, sample.actions, r) / zeros.index_add(0, sample.actions, w).clamp(min=1.0)
+        seen = self._action_count[sample.actions] > 0
+        return torch.where(seen, self._action_baseline[sample.actions], batch_a[sample.actions])
+
+    def _reward_sums(self, actions: Tensor, r: Tensor, w: Tensor) -> Tensor:
+        """What the baselines need, one flat tensor (summed across ranks): the sum, count and sum of
+        squares of the valid rewards, then per action the sum and count (``r`` is 0 where invalid)."""
+        sums = torch.stack([r.sum(), w.sum(), (w * r * r).sum()])
+        if not self.per_action_baseline:
+            return sums
+        zeros = torch.zeros_like(self._action_baseline)
+        return torch.cat([sums, zeros.index_add(0, actions, r), zeros.index_add(0, actions, w)])
+
+    def _update_baselines(self, sums: Tensor) -> None:
+        """Moving averages of the (global) mean reward, its variance and the per-action means."""
+        m = self.baseline_momentum
+        started = self._count > 0
+        gn = sums[1]
+        g_mean = sums[0] / gn.clamp(min=1.0)
+        g_var = (sums[2] / gn.clamp(min=1.0) - g_mean**2).clamp(min=0.0)
+        has = gn > 0
+        new_b = torch.where(started, m * self._baseline + (1 - m) * g_mean, g_mean)
+        new_v = torch.where(started, m * self._reward_var + (1 - m) * g_var, g_var)
+        self._baseline = torch.where(has, new_b, self._baseline)
+        self._reward_var = torch.where(has, new_v, self._reward_var)
+        self._count = self._count + has.float()
+        if self.per_action_baseline:
+            a_sum, a_n = sums[3:].view(2, -1)
+            a_mean = a_sum / a_n.clamp(min=1.0)
+            new_a = torch.where(self._action_count > 0, m * self._action_baseline + (1 - m) * a_mean, a_mean)
+            self._action_baseline = torch.where(a_n > 0, new_a, self._action_baseline)
+            self._action_count = self._action_count + (a_n > 0).float()
 
     # ---------------------------------------------------------------- distributed
     def broadcast_parameters(self, src: int = 0) -> None:
@@ -342,6 +393,8 @@ class Reinforce:
             "reward_var": self._reward_var.detach().clone(),
             "count": self._count.detach().clone(),
             "num_updates": self.num_updates,
+            **({"action_baseline": self._action_baseline.detach().clone(),
+                "action_count": self._action_count.detach().clone()} if self.per_action_baseline else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -349,6 +402,11 @@ class Reinforce:
         missing = {"policy", "optimizer", "baseline", "reward_var", "count", "num_updates"} - set(state)
         if missing:
             raise ValueError(f"state is missing the key(s) {sorted(missing)}")
+        if self.per_action_baseline != ("action_baseline" in state):
+            raise ValueError(
+                f"state was saved with per_action_baseline={'action_baseline' in state}; this updater has "
+                f"per_action_baseline={self.per_action_baseline}"
+            )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         device = self.params[0].device
@@ -356,3 +414,6 @@ class Reinforce:
         self._reward_var = state["reward_var"].to(device=device, dtype=torch.float32)
         self._count = state["count"].to(device=device, dtype=torch.float32)
         self.num_updates = int(state["num_updates"])
+        if self.per_action_baseline:
+            self._action_baseline = state["action_baseline"].to(device=device, dtype=torch.float32)
+            self._action_count = state["action_count"].to(device=device, dtype=torch.float32)

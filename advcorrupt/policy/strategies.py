@@ -248,6 +248,7 @@ def _make_learned(
     kwargs = dict(reinforce_kwargs or {})
     min_prob = kwargs.pop("min_prob", adversary.min_prob)
     kwargs.setdefault("entropy_coef", adversary.entropy_coef)
+    kwargs.setdefault("per_action_baseline", adversary.baseline == "per_action")
     if "head" in kwargs:
         raise ValueError(f"reinforce_kwargs must not set head: strategy {strategy!r} defines it")
     head = replace(adversary, min_prob=min_prob).make_head(action_space.num_corruptions, action_space.num_severities)
