@@ -342,8 +342,9 @@ class Reinforce:
                                  f"{self._action_baseline.numel()}")
             self._action_baseline = torch.zeros(k, device=r.device)
             self._action_count = torch.zeros(k, device=r.device)
-        zeros = torch.zeros_like(self._action_baseline)
-        batch_a = zeros.index_add(0, sample.actions, r) / zeros.index_add(0, sample.actions, w).clamp(min=1.0)
+        self._batch_action_sums = torch.zeros(2, k, device=r.device).index_add(
+            1, sample.actions, torch.stack([r, w]))
+        batch_a = self._batch_action_sums[0] / self._batch_action_sums[1].clamp(min=1.0)
         seen = self._action_count[sample.actions] > 0
         return torch.where(seen, self._action_baseline[sample.actions], batch_a[sample.actions])
 
@@ -353,8 +354,7 @@ class Reinforce:
         sums = torch.stack([r.sum(), w.sum(), (w * r * r).sum()])
         if not self.per_action_baseline:
             return sums
-        zeros = torch.zeros_like(self._action_baseline)
-        return torch.cat([sums, zeros.index_add(0, actions, r), zeros.index_add(0, actions, w)])
+        return torch.cat([sums, self._batch_action_sums.reshape(-1)])  # from _baseline_of, this batch
 
     def _update_baselines(self, sums: Tensor) -> None:
         """Moving averages of the (global) mean reward, its variance and the per-action means."""
