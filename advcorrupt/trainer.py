@@ -22,8 +22,6 @@ losses) after their backward pass.
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +31,7 @@ from torch import Tensor, nn
 
 from ._graphs import GraphedCall
 from ._skips import SkipCounter, finite_flag, step_unless_non_finite
+from ._trainer_args import check_trainer_args
 from .corruptions._registry import validate_images
 from .corruptions.functional import _host_reads_ok
 from ._outputs import output_heads
@@ -141,38 +140,10 @@ class AdversarialCorruptionTrainer:
         num_classes: int | None = None,
         ignore_index: int | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
-        model_params = {id(p) for p in model.parameters()}
-        if not model_params:
-            raise ValueError("model must have parameters to train; got a model with none")
-        opt_params = [p for g in optimizer.param_groups for p in g["params"]]
-        if not any(id(p) in model_params for p in opt_params):
-            raise ValueError(
-                f"optimizer must hold the model's parameters; it holds {len(opt_params)} parameter(s), "
-                "none of them the model's (was it built for another model?)"
-            )
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"lam must be a finite number >= 0; got {lam!r}")
-        if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable or None; got {type(loss_fn).__name__}")
-        if preprocess is not None and not callable(preprocess):
-            raise TypeError(f"preprocess must be callable or None; got {type(preprocess).__name__}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-        if scaler is not None and not all(hasattr(scaler, a) for a in ("scale", "step", "update", "unscale_")):
-            raise TypeError(f"scaler must be a torch.amp.GradScaler or None; got {type(scaler).__name__}")
-        if max_grad_norm is not None and (
-            isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real)
-            or not math.isfinite(max_grad_norm) or max_grad_norm <= 0
-        ):
-            raise ValueError(f"max_grad_norm must be a finite number > 0 or None; got {max_grad_norm!r}")
-        if in_channels is not None and (isinstance(in_channels, bool) or not isinstance(in_channels, int)
-                                        or in_channels < 1):
-            raise ValueError(f"in_channels must be a positive int or None (inferred from the first batch); "
-                             f"got {in_channels!r}")
+        opt_params = check_trainer_args(
+            model, optimizer, lam=lam, loss_fn=loss_fn, preprocess=preprocess, generator=generator, scaler=scaler,
+            max_grad_norm=max_grad_norm, in_channels=in_channels,
+        )
         self.model = model
         self.optimizer = optimizer
         self.task: Task | None = make_task(task, num_classes=num_classes, ignore_index=ignore_index)

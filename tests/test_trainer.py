@@ -234,6 +234,35 @@ def test_negative_or_non_numeric_lambda_is_rejected(lam: object) -> None:
         _trainer(lam=lam)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(loss_fn="softiou"), TypeError, "loss_fn must be callable or None; got str"),
+        (dict(preprocess=3), TypeError, "preprocess must be callable or None; got int"),
+        (dict(generator=0), TypeError, "generator must be a torch.Generator or None; got int"),
+        (dict(scaler=object()), TypeError, "scaler must be a torch.amp.GradScaler or None; got object"),
+        (dict(max_grad_norm=0.0), ValueError, "max_grad_norm must be a finite number > 0 or None; got 0.0"),
+        (dict(max_grad_norm=True), ValueError, "max_grad_norm must be a finite number > 0 or None; got True"),
+        (dict(in_channels=0), ValueError, "in_channels must be a positive int or None .*; got 0"),
+    ],
+)
+def test_each_bad_constructor_argument_is_named_with_what_was_expected_and_received(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        _trainer(**kwargs)
+
+
+def test_model_and_optimizer_of_the_wrong_type_are_rejected() -> None:
+    model = _net()
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module; got function"):
+        AdversarialCorruptionTrainer(_net, torch.optim.SGD(model.parameters(), lr=0.1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer; got list"):
+        AdversarialCorruptionTrainer(model, list(model.parameters()))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model must have parameters to train"):
+        AdversarialCorruptionTrainer(nn.ReLU(), torch.optim.SGD(model.parameters(), lr=0.1))
+
+
 def test_optimizer_without_the_models_parameters_is_rejected() -> None:
     model, other = _net(), _net(1)
     with pytest.raises(ValueError, match="optimizer must hold the model's parameters"):
