@@ -254,9 +254,11 @@ class SemanticTask(Task):
     name = "semantic"
     primary_metric = "mIoU"
     checks_output = True
-    #: Uniform random corruption: on CamVid the learned adversary measured no better (mPC -0.35 +-
-    #: 0.67 against ``random``, 5 seeds), at the cost of a policy network (docs/results.md).
-    default_strategy = "random"
+    #: A severity curriculum (levels 1, 2, 3 in turn over the run; issue 20): on CamVid (5 seeds) it
+    #: is +0.52 +- 0.60 mPC (4 of 5) and +0.78 +- 0.36 clean mIoU (5 of 5) over ``random``, by a rule
+    #: fixed before its last two seeds ran; the learned adversary measured -0.35 +- 0.67 against
+    #: ``random`` (docs/results.md). It places its timetable on the trainer's ``total_steps``.
+    default_strategy = "curriculum@1-3"
 
     def __init__(
         self, num_classes: int | None = None, *, ignore_index: int | None = None,
@@ -435,7 +437,7 @@ def default_strategy(
 
     Example:
         >>> default_strategy(SemanticTask(3)), default_strategy(output_channels=1), default_strategy()
-        ('random', 'random@1-5', None)
+        ('curriculum@1-3', 'random@1-5', None)
     """
     if wants_policy:
         return "learned"

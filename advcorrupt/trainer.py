@@ -38,7 +38,7 @@ from ._outputs import output_heads
 from .policy.action_space import ActionSpace
 from .policy.adversaries import is_adversary, needs_losses_after
 from .policy.reinforce import PolicySample
-from .policy.schedules import schedule_action_space, schedule_levels
+from .policy.schedules import parse_schedule, schedule_action_space, schedule_levels
 from .policy.strategies import Strategy, make_strategy
 from .tasks import DEFAULT_STRATEGIES, BinaryTask, Task, default_strategy, infer_task, make_task
 
@@ -100,7 +100,8 @@ class AdversarialCorruptionTrainer:
         num_classes: semantic task: K (default: the model's output channels); implies semantic.
         ignore_index: semantic task: the label left out of the loss (e.g. 255); implies semantic.
         total_steps: the run's training steps (``epochs * len(loader)``); needed only by a
-            ``"curriculum@..."`` strategy, which places its timetable on it.
+            ``"curriculum@..."`` strategy, which places its timetable on it (the semantic task's
+            default is one: with ``strategy=None`` and class-index masks, pass it).
 
     Example:
         >>> import torch
@@ -161,8 +162,10 @@ class AdversarialCorruptionTrainer:
         elif not isinstance(action_space, ActionSpace):
             raise TypeError(f"action_space must be an ActionSpace or None; got {type(action_space).__name__}")
         self.action_space = action_space
-        if defaulted and strategy is not None and not self._default_space:
-            self._check_default_fits(strategy)
+        if defaulted and strategy is not None:
+            self._check_default_steps(strategy, total_steps)
+            if not self._default_space:
+                self._check_default_fits(strategy)
         self.lam = float(lam)
         self.preprocess = preprocess
         self.generator = generator
@@ -227,12 +230,24 @@ class AdversarialCorruptionTrainer:
 
     def _use_strategy(self, name: str) -> None:
         """Fix the strategy ``strategy=None`` stands for (widening a default action space to its levels)."""
+        self._check_default_steps(name, self._strategy_args["total_steps"])
         if self._default_space:
             self.action_space = schedule_action_space(name)
         else:
             self._check_default_fits(name)
         self._strategy_name = name
         self._strategy_args.update(strategy=name, action_space=self.action_space)
+
+    @staticmethod
+    def _check_default_steps(name: str, total_steps: int | None) -> None:
+        """A default that is a curriculum (the semantic task's) needs the run's length to place its levels."""
+        schedule = parse_schedule(name)
+        if total_steps is None and schedule is not None and schedule.kind == "curriculum":
+            raise ValueError(
+                f"strategy=None stands for the task's measured default {name!r}, a curriculum whose levels "
+                "rise over the run: it needs total_steps= (the run's training steps, e.g. epochs * "
+                "len(loader)); got total_steps=None. Pass it, or name a strategy, e.g. strategy='random'"
+            )
 
     def _check_default_fits(self, name: str) -> None:
         """An action space the user built must hold the levels of the default that ``strategy=None`` stands for."""

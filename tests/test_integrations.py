@@ -132,8 +132,9 @@ def test_lightning_default_strategy_is_the_tasks_and_a_module_without_forward_is
                                                        torch.randint(0, 3, (8, 16, 16), generator=gen)), batch_size=4)
     with_forward = type("WithForward", (TinySemanticSegmenter,), {"forward": lambda self, x: self.net(x)})
     cb = AdversarialCorruption(corruptions=["gaussian_noise", "contrast"], seed=0)
-    _trainer(tmp_path / "a", callbacks=[cb]).fit(with_forward(), loader)
-    assert cb.adversary is not None and cb.adversary.strategy.name == "random"  # 3 output channels: semantic
+    _trainer(tmp_path / "a", max_epochs=2, callbacks=[cb]).fit(with_forward(), loader)
+    assert cb.adversary is not None and cb.adversary.strategy.name == "curriculum@1-3"  # 3 output channels: semantic
+    assert cb.adversary.strategy.total_steps == 4  # the default is a curriculum: its timetable spans the fit
     cb = AdversarialCorruption(corruptions=["gaussian_noise", "contrast"], seed=0)
     with pytest.raises(RuntimeError, match=r"strategy=None .*Name the strategy"):
         _trainer(tmp_path / "b", callbacks=[cb]).fit(TinySemanticSegmenter(), loader)

@@ -506,13 +506,14 @@ def _unchanged(model: nn.Module, before: list[torch.Tensor]) -> bool:
 
 def test_zero_config_infers_semantic_from_class_index_masks_and_trains() -> None:
     model, opt = _multi_class()
-    trainer = AdversarialCorruptionTrainer(model, opt, generator=torch.Generator().manual_seed(0))
+    trainer = AdversarialCorruptionTrainer(model, opt, generator=torch.Generator().manual_seed(0), total_steps=30)
     assert trainer.task is None and trainer.loss_fn is None
     images, labels = _rgb_batch()
     assert set(labels.unique().tolist()) == set(range(K))
     losses = [float(trainer.step(images, labels)["loss_clean"]) for _ in range(30)]
     assert trainer.task == SemanticTask(K) and isinstance(trainer.loss_fn, PerSampleCrossEntropy)
-    assert trainer.strategy.name == SemanticTask.default_strategy == "random" and trainer.policy is None
+    assert trainer.strategy.name == SemanticTask.default_strategy == "curriculum@1-3" and trainer.policy is None
+    assert trainer.last_actions is not None and int(trainer.last_actions.max()) >= 0
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
 
 
@@ -538,14 +539,14 @@ class _BatchNormNet(nn.Module):
 
 
 @pytest.mark.parametrize("k, masks, expected", [
-    (K, "indices", "random"), (1, "float", "random@1-5"), (1, "integer (B, 1, H, W)", "random@1-5"),
+    (K, "indices", "curriculum@1-3"), (1, "float", "random@1-5"), (1, "integer (B, 1, H, W)", "random@1-5"),
 ])
 def test_strategy_none_takes_the_default_of_the_task_the_first_batch_decides(k: int, masks: str, expected: str) -> None:
     images, labels = _rgb_batch()
     target = {"indices": labels, "float": (labels == 0).float()[:, None],
               "integer (B, 1, H, W)": (labels == 0).long()[:, None]}[masks]
     model = _BatchNormNet(k)
-    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), total_steps=10)
     assert not trainer.built
     with pytest.raises(RuntimeError, match="strategy=None"):
         trainer.strategy
@@ -554,16 +555,31 @@ def test_strategy_none_takes_the_default_of_the_task_the_first_batch_decides(k: 
     assert trainer.policy is None  # both defaults are fixed distributions: no policy network
 
 
+def test_the_semantic_default_without_total_steps_is_refused_naming_it_before_any_update() -> None:
+    model, opt = _multi_class()
+    before = _params(model)
+    message = r"strategy=None stands for the task's measured default 'curriculum@1-3'.*total_steps=.*got total_steps=None"
+    with pytest.raises(ValueError, match=message):  # the task is named: refused at construction
+        AdversarialCorruptionTrainer(model, opt, num_classes=K)
+    trainer = AdversarialCorruptionTrainer(model, opt)  # zero-config: the first batch decides the task
+    with pytest.raises(ValueError, match=message):
+        trainer.step(*_rgb_batch())
+    assert _unchanged(model, before) and not opt.state and trainer.num_steps == 0 and not trainer.built
+    assert trainer.task is None and trainer.loss_fn is None
+    binary = AdversarialCorruptionTrainer(*_multi_class(1))  # the binary default is no curriculum: no total_steps
+    assert binary.corrupt(_rgb_batch()[0]).shape == _rgb_batch()[0].shape
+
+
 def test_the_default_probe_changes_no_buffer_and_no_random_state() -> None:
     """Zero-config with class indices reads K from a probe forward: the step must equal one with
-    ``strategy="random"`` named, bit for bit (batch-norm statistics, dropout draws, corruption)."""
+    ``strategy="curriculum@1-3"`` named, bit for bit (batch-norm statistics, dropout draws, corruption)."""
     images, labels = _rgb_batch()
     params = []
-    for strategy in (None, "random"):
+    for strategy in (None, "curriculum@1-3"):
         torch.manual_seed(0)
         model = _BatchNormNet(K)
         trainer = AdversarialCorruptionTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), strategy=strategy,
-                                               generator=torch.Generator().manual_seed(1))
+                                               generator=torch.Generator().manual_seed(1), total_steps=10)
         trainer.step(images, labels)
         trainer.step(images, labels)
         params.append([t.clone() for t in (*model.parameters(), *model.buffers())] + [torch.rand(3)])
@@ -572,11 +588,11 @@ def test_the_default_probe_changes_no_buffer_and_no_random_state() -> None:
 
 def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> None:
     model, opt = _multi_class()
-    assert AdversarialCorruptionTrainer(model, opt, num_classes=K).strategy.name == "random"
+    assert AdversarialCorruptionTrainer(model, opt, num_classes=K, total_steps=10).strategy.name == "curriculum@1-3"
     binary = AdversarialCorruptionTrainer(model, opt, task="binary", in_channels=3)
     assert binary.strategy.name == "random@1-5"
     assert tuple(binary.action_space.severities) == (1, 2, 3, 4, 5)  # the default space widened to its levels
-    assert (BinaryTask.default_strategy, SemanticTask.default_strategy) == ("random@1-5", "random")
+    assert (BinaryTask.default_strategy, SemanticTask.default_strategy) == ("random@1-5", "curriculum@1-3")
     # policy arguments ask for a policy: the default adversary, whatever the task
     named = AdversarialCorruptionTrainer(model, opt, num_classes=K, in_channels=3, policy_kwargs={"widths": (4, 4, 4, 4, 4)})
     assert named.strategy.name == "learned" and named.policy is not None
@@ -584,9 +600,9 @@ def test_strategy_none_is_decided_at_construction_when_the_task_is_named() -> No
 
 def test_the_two_line_loop_reads_the_default_from_the_models_output_channels() -> None:
     images, _ = _rgb_batch()
-    for k, expected in ((K, "random"), (1, "random@1-5")):
+    for k, expected in ((K, "curriculum@1-3"), (1, "random@1-5")):
         model, opt = _multi_class(k)
-        trainer = AdversarialCorruptionTrainer(model, opt)
+        trainer = AdversarialCorruptionTrainer(model, opt, total_steps=10)
         assert trainer.corrupt(images).shape == images.shape
         assert trainer.strategy.name == expected and trainer.task is None
         assert max(trainer.action_space.severities) == (5 if k == 1 else 3)  # widened to the schedule's levels
@@ -594,27 +610,28 @@ def test_the_two_line_loop_reads_the_default_from_the_models_output_channels() -
 
 def test_a_model_that_fails_the_probe_gets_a_clear_error_and_an_undecided_trainer() -> None:
     model, opt = _multi_class()
-    trainer = AdversarialCorruptionTrainer(model, opt)
+    trainer = AdversarialCorruptionTrainer(model, opt, total_steps=10)
     with pytest.raises(RuntimeError, match=r"strategy=None .* failed .*Name the strategy"):
         trainer.corrupt(torch.rand(2, 1, 8, 8))  # a one-channel batch for an RGB model
     assert not trainer.built
     trainer.step(*_rgb_batch())  # a good batch still decides
-    assert trainer.strategy.name == "random"
+    assert trainer.strategy.name == "curriculum@1-3"
 
 
 def test_an_undecided_trainer_resumes_the_default_a_state_names_and_refuses_another() -> None:
     model, opt = _multi_class()
-    first = AdversarialCorruptionTrainer(model, opt)
+    first = AdversarialCorruptionTrainer(model, opt, total_steps=10)
     first.step(*_rgb_batch())
-    resumed = AdversarialCorruptionTrainer(model, opt)
+    resumed = AdversarialCorruptionTrainer(model, opt, total_steps=10)
     resumed.load_state_dict(first.state_dict())
-    assert resumed.strategy.name == "random" and resumed.task == SemanticTask(K)
+    assert resumed.strategy.name == "curriculum@1-3" and resumed.task == SemanticTask(K)
+    assert resumed.strategy.state_dict() == first.strategy.state_dict() == {"step": 1}
     learned = AdversarialCorruptionTrainer(model, opt, strategy="learned")
     learned.step(*_rgb_batch())
-    with pytest.raises(ValueError, match="state was saved with strategy 'learned'; expected this trainer's 'random'"):
-        AdversarialCorruptionTrainer(model, opt, num_classes=K).load_state_dict(learned.state_dict())
-    with pytest.raises(ValueError, match="expected this trainer's 'random'"):  # the state's own task decides
-        AdversarialCorruptionTrainer(model, opt).load_state_dict(learned.state_dict())
+    with pytest.raises(ValueError, match="state was saved with strategy 'learned'; expected this trainer's 'curriculum@1-3'"):
+        AdversarialCorruptionTrainer(model, opt, num_classes=K, total_steps=10).load_state_dict(learned.state_dict())
+    with pytest.raises(ValueError, match="expected this trainer's 'curriculum@1-3'"):  # the state's own task decides
+        AdversarialCorruptionTrainer(model, opt, total_steps=10).load_state_dict(learned.state_dict())
     # binary: the default schedule draws levels 1-5, so the resumed trainer's default space widens to them
     one = nn.Conv2d(1, 1, 3, padding=1)
     sgd = torch.optim.SGD(one.parameters(), lr=0.1)
@@ -654,7 +671,7 @@ def test_zero_config_float_binary_masks_with_a_one_channel_model_stay_binary() -
 def test_num_classes_disagreeing_with_the_model_is_refused_before_any_update() -> None:
     model, opt = _multi_class()
     before = _params(model)
-    trainer = AdversarialCorruptionTrainer(model, opt, num_classes=5)
+    trainer = AdversarialCorruptionTrainer(model, opt, num_classes=5, total_steps=10)
     assert trainer.task == SemanticTask(5)
     with pytest.raises(ValueError, match=r"num_classes = 5 disagrees with the model's output channels.*\(K = 4\)"):
         trainer.step(*_rgb_batch())
@@ -665,7 +682,7 @@ def test_num_classes_disagreeing_with_the_model_is_refused_before_any_update() -
 def test_a_bad_label_is_refused_before_any_update_and_leaves_the_task_undecided() -> None:
     model, opt = _multi_class()
     before = _params(model)
-    trainer = AdversarialCorruptionTrainer(model, opt)
+    trainer = AdversarialCorruptionTrainer(model, opt, total_steps=10)
     images, labels = _rgb_batch()
     bad = labels.clone()
     bad[2, 5, 7] = 9
@@ -730,12 +747,12 @@ def test_a_user_loss_is_kept_when_the_task_is_inferred_or_forgotten() -> None:
 
 def test_task_round_trips_through_state_dict_and_a_different_task_is_refused() -> None:
     model, opt = _multi_class()
-    trainer = AdversarialCorruptionTrainer(model, opt, ignore_index=255)
+    trainer = AdversarialCorruptionTrainer(model, opt, ignore_index=255, total_steps=10)
     trainer.step(*_rgb_batch())
     state = trainer.state_dict()
     assert state["task"] == {"name": "semantic", "num_classes": K, "ignore_index": 255, "class_weights": None}
 
-    fresh = AdversarialCorruptionTrainer(*_multi_class())
+    fresh = AdversarialCorruptionTrainer(*_multi_class(), total_steps=10)
     assert fresh.task is None
     fresh.load_state_dict(state)
     assert fresh.task == SemanticTask(K, ignore_index=255)
@@ -746,7 +763,7 @@ def test_task_round_trips_through_state_dict_and_a_different_task_is_refused() -
     fresh.step(images, labels)  # the ignore label came back with the task
 
     for other in ({"task": "binary"}, {"num_classes": K}, {"num_classes": K, "ignore_index": 11}):
-        refusing = AdversarialCorruptionTrainer(*_multi_class(), **other)  # type: ignore[arg-type]
+        refusing = AdversarialCorruptionTrainer(*_multi_class(), total_steps=10, **other)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=r"state was saved for the task \{'name': 'semantic', 'num_classes': 4"):
             refusing.load_state_dict(state)
         assert refusing.num_steps == 0

@@ -287,13 +287,13 @@ def test_a_run_without_a_strategy_uses_its_tasks_default_and_records_it(camvid: 
     from advcorrupt.cli.train import config_from_args
 
     assert TrainConfig().strategy == "random@1-5"  # binary: the best one-line schedule (issue 20)
-    assert TrainConfig(dataset="camvid").strategy == "random"  # semantic: measured best on CamVid
+    assert TrainConfig(dataset="camvid").strategy == "curriculum@1-3"  # semantic: measured best on CamVid
     assert TrainConfig(dataset="camvid", policy_kwargs=SMALL_POLICY).strategy == "learned"  # asks for a policy
     assert TrainConfig(dataset="camvid", strategy="learned").strategy == "learned"
     args = train_args(tmp_path / "run", camvid)
     args = args[:args.index("--policy-kwargs")] + args[args.index("--policy-kwargs") + 2:]
     config = config_from_args(build_parser().parse_args(args))
-    assert config.strategy == "random" and TrainConfig.from_dict(config.to_dict()) == config  # type: ignore[attr-defined]
+    assert config.strategy == "curriculum@1-3" and TrainConfig.from_dict(config.to_dict()) == config  # type: ignore[attr-defined]
 
 
 def test_smp_names_build_any_architecture_and_refuse_bad_ones() -> None:

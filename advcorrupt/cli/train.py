@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--crop-size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"),
                    help="semantic training crop (after a random 0.5-2x rescale); default 160 224")
     p.add_argument("--strategy", default=None,
-                   help="default: the task's (binary: random@1-5; semantic: random) | learned (the default adversary) | "
+                   help="default: the task's (binary: random@1-5; semantic: curriculum@1-3) | learned (the default adversary) | "
                         "an adversary: paper, banded, ... | random | none | <corruption> | noise | blur | digital | "
                         "a schedule: random@3, curriculum@1-3, ...")
     p.add_argument("--epochs", type=int, default=10)

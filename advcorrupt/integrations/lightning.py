@@ -123,7 +123,8 @@ class AdversarialCorruption(pl.Callback):
             generator = torch.Generator(device=pl_module.device).manual_seed(int(self.seed) + trainer.global_rank)
         extra: dict[str, Any] = {"in_channels": self.in_channels} if self.in_channels is not None else {}
         schedule = parse_schedule(self.strategy)
-        if schedule is not None and schedule.kind == "curriculum" and "total_steps" not in self.trainer_kwargs:
+        curriculum = self.strategy is None or (schedule is not None and schedule.kind == "curriculum")
+        if curriculum and "total_steps" not in self.trainer_kwargs:  # None: the task's default may be one
             extra["total_steps"] = int(trainer.estimated_stepping_batches)  # the timetable spans the whole fit
         self.adversary = AdversarialCorruptionTrainer(
             pl_module, trainer.optimizers[0], action_space=self.action_space, strategy=self.strategy,

@@ -49,7 +49,7 @@ class TrainConfig:
         model_kwargs: extra arguments of the model factory.
         strategy: ``None`` (default): the task's default, resolved when the config is made, so
             ``config.json`` names the strategy that ran (binary: ``"random@1-5"``; semantic:
-            ``"random"``; :attr:`~advcorrupt.tasks.Task.default_strategy`; ``"learned"`` where
+            ``"curriculum@1-3"``; :attr:`~advcorrupt.tasks.Task.default_strategy`; ``"learned"`` where
             ``policy_kwargs`` / ``reinforce_kwargs`` are given). Or ``"learned"``, an adversary's
             name, ``"random"``, ``"none"``, a corruption, a category or a schedule (``"random@3"``).
         data_root: the dataset folder (ISTD layout for ``"istd"``, where ``None`` uses
