@@ -59,10 +59,11 @@ class AdversarialCorruption(pl.Callback):
     Args:
         strategy: ``None`` (default): the task's default, as
             :class:`~advcorrupt.AdversarialCorruptionTrainer` decides it (``"random@1-5"`` for a one-channel
-            output, ``"random"`` for K > 1 classes; pass ``task=`` / ``num_classes=`` to say it), or any
+            output, the curriculum ``"curriculum@1-3"`` for K > 1 classes; pass ``task=`` /
+            ``num_classes=`` to say it), or any
             strategy of the trainer (``"learned"``, ``"random"``, a corruption name, a
             schedule such as ``"random@3"``; a ``"curriculum@..."`` timetable spans
-            ``trainer.estimated_stepping_batches`` unless ``total_steps=`` is given).
+            ``trainer.estimated_stepping_batches`` unless ``total_steps=`` is given, the default's too).
         corruptions: corruption names of the action space (default: all registered).
         severities: severity levels of the action space (widened to the levels a schedule draws).
         policy_lr: the policy's learning rate.
