@@ -68,5 +68,3 @@ def _optimizer_holds_model(model: nn.Module, optimizer: torch.optim.Optimizer) -
 def _real(value: Any) -> bool:
     """A finite real number that is not a bool."""
     return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-
-

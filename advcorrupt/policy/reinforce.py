@@ -292,7 +292,8 @@ class Reinforce:
         batch_mean = r.sum() / n1
         batch_var = (w * (r - batch_mean) ** 2).sum() / n1
         started = self._count > 0
-        adv = r - self._baseline_of(sample, r, w, batch_mean)
+        action_sums = self._action_sums(sample, r, w)
+        adv = r - self._baseline_of(sample, batch_mean, action_sums)
         if self.normalize_advantage:
             var = torch.where(started, self._reward_var, batch_var)
             adv = adv / (var.sqrt() + 1e-6)
@@ -302,7 +303,7 @@ class Reinforce:
         objective = (adv * log_prob).sum() / n1 + self.entropy_coef * (w * entropy).sum() / n1
         grads = torch.autograd.grad(-objective, self.params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
-        sums = self._reward_sums(sample.actions, r, w)
+        sums = self._reward_sums(r, w, action_sums)
         world = _world()
         if world > 1:
             flat = torch.cat([g.reshape(-1).float() for g in grads] + [sums])
@@ -329,12 +330,11 @@ class Reinforce:
             "advantage_std": adv.std(correction=0) if adv.numel() else adv.sum(),
         }
 
-    def _baseline_of(self, sample: PolicySample, r: Tensor, w: Tensor, batch_mean: Tensor) -> Tensor:
-        """Each sample's baseline: the global one (the batch mean before the first update) or, with
-        ``per_action_baseline``, its action's own (the action's mean in this batch until its first
-        update, as the global one starts from the first batch's mean)."""
+    def _action_sums(self, sample: PolicySample, r: Tensor, w: Tensor) -> Tensor | None:
+        """With ``per_action_baseline``: this batch's reward sum and count per action, (2, K)
+        (creating the per-action baselines at the first update); else ``None``."""
         if not self.per_action_baseline:
-            return torch.where(self._count > 0, self._baseline, batch_mean)
+            return None
         k = sample.probs.shape[-1]
         if self._action_baseline.numel() != k:
             if self._action_baseline.numel():
@@ -342,19 +342,23 @@ class Reinforce:
                                  f"{self._action_baseline.numel()}")
             self._action_baseline = torch.zeros(k, device=r.device)
             self._action_count = torch.zeros(k, device=r.device)
-        self._batch_action_sums = torch.zeros(2, k, device=r.device).index_add(
-            1, sample.actions, torch.stack([r, w]))
-        batch_a = self._batch_action_sums[0] / self._batch_action_sums[1].clamp(min=1.0)
+        return torch.zeros(2, k, device=r.device).index_add(1, sample.actions, torch.stack([r, w]))
+
+    def _baseline_of(self, sample: PolicySample, batch_mean: Tensor, action_sums: Tensor | None) -> Tensor:
+        """Each sample's baseline: the global one (the batch mean before the first update) or, with
+        per-action sums, its action's own (the action's mean in this batch until its first
+        update, as the global one starts from the first batch's mean)."""
+        if action_sums is None:
+            return torch.where(self._count > 0, self._baseline, batch_mean)
+        batch_a = action_sums[0] / action_sums[1].clamp(min=1.0)
         seen = self._action_count[sample.actions] > 0
         return torch.where(seen, self._action_baseline[sample.actions], batch_a[sample.actions])
 
-    def _reward_sums(self, actions: Tensor, r: Tensor, w: Tensor) -> Tensor:
+    def _reward_sums(self, r: Tensor, w: Tensor, action_sums: Tensor | None) -> Tensor:
         """What the baselines need, one flat tensor (summed across ranks): the sum, count and sum of
         squares of the valid rewards, then per action the sum and count (``r`` is 0 where invalid)."""
         sums = torch.stack([r.sum(), w.sum(), (w * r * r).sum()])
-        if not self.per_action_baseline:
-            return sums
-        return torch.cat([sums, self._batch_action_sums.reshape(-1)])  # from _baseline_of, this batch
+        return sums if action_sums is None else torch.cat([sums, action_sums.reshape(-1)])
 
     def _update_baselines(self, sums: Tensor) -> None:
         """Moving averages of the (global) mean reward, its variance and the per-action means."""
